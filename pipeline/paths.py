@@ -1,0 +1,13 @@
+"""Where each stage reads and writes, relative to the project root (the contract in dvc.yaml)."""
+
+from pathlib import Path
+
+DEMO_DIR = Path("data/demo")
+TRIPLETS_DIR = Path("data/triplets")
+AUGMENTED_DIR = Path("data/augmented")
+SAMPLES_FILE = "samples.npy"
+PRETRAINED = Path("models/pretrained/flownet.pkl")
+FINETUNED = Path("models/finetuned/flownet.pkl")
+TRAIN_RESULTS = Path("results/train")
+EVALUATE_RESULTS = Path("results/evaluate")
+TRAIN_STATE = Path("state/train")  # resumable checkpoints; git- and dvc-ignored, removed when a run completes
