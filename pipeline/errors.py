@@ -10,6 +10,7 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 QUIET_LOGGERS = ("accelerate", "dvclive", "matplotlib", "PIL")  # their INFO lines drown our progress
 
 
@@ -30,5 +31,9 @@ def user_facing(main: Callable[..., T]) -> Callable[..., T]:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print("interrupted; outputs were left as they were (training resumes from its last checkpoint)",
+                  file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

@@ -4,8 +4,10 @@ Reads: ``data/augmented/`` (training crops), ``data/triplets/`` (val split), ``m
 params ``lr``, ``base``, ``train``. Writes: ``models/finetuned/flownet.pkl`` (official key layout) and
 ``results/train/`` (dvclive: loss, learning rate per group, validation PSNR/SSIM, by optimizer step).
 
-Run it as dvc.yaml does, ``accelerate launch -m pipeline.train``: hardware (CPU, GPUs, machines, mixed
-precision) comes from ``accelerate launch`` / ``accelerate config``, never from params.yaml. Interrupted runs
+Run it as dvc.yaml does, ``python -m pipeline.train [accelerate launch flags]``: it checks params.yaml and the
+checkpoint, then starts itself under ``accelerate launch`` (``accelerate launch -m pipeline.train`` works too).
+Hardware (CPU, GPUs, machines, mixed precision) comes from those flags or ``accelerate config``, never from
+params.yaml. Interrupted runs
 resume from ``state/train/`` when the stage is run again with the same params and data.
 """
 
@@ -13,9 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Iterator
 
+import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, gather_object, set_seed
@@ -23,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.data import TrainSamples, split_triplets
-from pipeline.errors import UserError, user_facing
+from pipeline.errors import EXIT_INTERRUPTED, UserError, user_facing
 from pipeline.inference import score_rows
 from pipeline.losses import needs_teacher, rife_loss
 from pipeline.models import load_checkpoint, save_checkpoint
@@ -35,6 +42,8 @@ from pipeline.schedules import build_scheduler
 
 log = logging.getLogger("pipeline.train")
 
+LAUNCHED_BY_ACCELERATE = "ACCELERATE_DYNAMO_BACKEND"  # set by `accelerate launch` for every process it starts
+
 
 
 def make_accelerator(params: Params) -> Accelerator:
@@ -44,6 +53,29 @@ def make_accelerator(params: Params) -> Accelerator:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         log_with="dvclive",
     )
+
+
+def use_cpu_cores(accelerator: Accelerator) -> None:
+    """Undo the single thread a config-less ``accelerate launch`` gives a lone CPU process.
+
+    Without ``--cpu`` or an accelerate config, the launcher sets OMP_NUM_THREADS=1, which halves training
+    speed on a 2-core machine. With several processes it already shares the cores out, so leave that alone.
+    """
+    if accelerator.device.type != "cpu" or accelerator.num_processes > 1 or torch.get_num_threads() > 1:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 1:
+        torch.set_num_threads(cores)
+        log.info("training on %d CPU threads (accelerate launch passed 1; set "
+                 "--num_cpu_threads_per_process to choose)", cores)
+
+
+def trim_curves(directory: Path, step: int) -> None:
+    """Drop logged rows past ``step`` (written after the checkpoint a resumed run starts from)."""
+    for tsv in directory.glob("plots/metrics/**/*.tsv"):
+        curve = pd.read_csv(tsv, sep="\t")
+        if (curve["step"] > step).any():
+            curve[curve["step"] <= step].to_csv(tsv, sep="\t", index=False)
 
 
 def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
@@ -104,6 +136,7 @@ def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accele
 def run(params: Params) -> None:
     cfg = params.train
     accelerator = make_accelerator(params)
+    use_cpu_cores(accelerator)
     set_seed(params.base.seed)
     model = load_checkpoint(PRETRAINED, cfg.arch).train()
     optimizer = build_optimizer(model, params.lr, cfg)
@@ -115,6 +148,8 @@ def run(params: Params) -> None:
                       files=(PRETRAINED, AUGMENTED_DIR / "manifest.csv"))
     state = TrainState(accelerator, key)
     start = state.restore()
+    if start and accelerator.is_main_process:
+        trim_curves(TRAIN_RESULTS, start)
     accelerator.init_trackers("train", init_kwargs={"dvclive": {
         "dir": str(TRAIN_RESULTS), "dvcyaml": False, "save_dvc_exp": False, "resume": start > 0}})
     if start == 0:
@@ -150,9 +185,32 @@ def run(params: Params) -> None:
     state.clear()
 
 
+def launch(launcher_flags: list[str]) -> None:
+    """Start this stage under ``accelerate launch`` (with the given launcher flags and the user's
+    ``accelerate config``), and pass on its exit code without the launcher's own traceback."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    args = launch_command_parser().parse_args([*launcher_flags, "-m", "pipeline.train"])
+    try:
+        launch_command(args)
+    except subprocess.CalledProcessError as err:
+        sys.exit(err.returncode)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)  # the worker has said what happened
+    except Exception as err:  # multi-GPU launches report a failed worker with their own exception types
+        print(f"error: training failed in a worker process ({type(err).__name__}); see its messages above",
+              file=sys.stderr)
+        sys.exit(1)
+
+
 @user_facing
 def main() -> None:
-    run(load_params())
+    params = load_params()
+    if LAUNCHED_BY_ACCELERATE not in os.environ:
+        load_checkpoint(PRETRAINED, params.train.arch)  # a checkpoint that does not fit stops here, in one line
+        launch(sys.argv[1:])
+        return
+    run(params)
 
 
 if __name__ == "__main__":
