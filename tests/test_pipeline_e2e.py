@@ -1,0 +1,101 @@
+"""End to end, for real: `dvc repro` on the demo corpus with tiny settings in a temporary git repo, then
+`dvc exp run --set-param lr=...`, which must rerun only train and evaluate and train at exactly that rate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import copy_project
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+       "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+TINY = {
+    "lr": 3.0e-5,
+    "extract": {"max_per_clip": 2},
+    "augment": {"crop": 64, "crops_per_triplet": 2},
+    "train": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "val_every": 3, "val_max_triplets": 1,
+              "checkpoint_every": 2},
+    "evaluate": {"max_triplets": 2, "bootstrap_samples": 200},
+}
+
+
+def sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def tiny_params(root: Path) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in TINY.items():
+        if isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def lr_curve(root: Path) -> pd.DataFrame:
+    return pd.read_csv(root / "results/train/plots/metrics/lr/all.tsv", sep="\t")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, str]:
+    root = tmp_path_factory.mktemp("project")
+    copy_project(root)
+    tiny_params(root)
+    sh(root, "git", "init", "-q")
+    sh(root, "dvc", "init", "-q")
+    sh(root, "dvc", "config", "core.analytics", "false")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "project")
+    repro = sh(root, "dvc", "repro")
+    return root, repro.stdout + repro.stderr
+
+
+def test_repro_runs_every_stage_and_writes_metrics(project):
+    root, log = project
+    for stage in ("fetch", "extract", "augment", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in log
+    metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
+    assert metrics["triplets"] == 2
+    for method in ("finetuned", "pretrained", "repeat", "blend"):
+        assert 10 < metrics[method]["psnr"] < 60 and 0 < metrics[method]["ssim"] <= 1
+    gain = metrics["finetuned_minus_pretrained"]
+    assert gain["psnr_ci95_low"] <= gain["psnr"] <= gain["psnr_ci95_high"]
+    assert lr_curve(root)["all"].iloc[-1] == pytest.approx(3e-5)
+    assert not (root / "state/train").exists()  # resumable state is removed once the run completes
+
+
+def test_repro_again_does_nothing(project):
+    root, _ = project
+    done = sh(root, "dvc", "repro")
+    assert "Running stage" not in done.stdout
+
+
+def test_changing_lr_reruns_only_train_and_evaluate(project):
+    root, _ = project
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "baseline results")
+    done = sh(root, "dvc", "exp", "run", "--set-param", "lr=1e-5")
+    log = done.stdout + done.stderr
+    for stage in ("fetch", "extract", "augment"):
+        assert f"Stage '{stage}' didn't change, skipping" in log
+    for stage in ("train", "evaluate"):
+        assert f"Running stage '{stage}'" in log
+    assert "lr: 1e-05" in (root / "params.yaml").read_text()  # DVC's spelling, a string to YAML 1.1
+    curve = lr_curve(root)
+    assert curve["all"].iloc[-1] == 1e-5  # exactly, not approximately
+    diff = sh(root, "dvc", "metrics", "diff", "--json")
+    changed = json.loads(diff.stdout)
+    assert "finetuned.psnr" in changed["results/evaluate/metrics.json"]
