@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
+from pipeline.errors import EXIT_INTERRUPTED
 from tests.helpers import copy_project
 
 BIN = Path(sys.executable).parent
@@ -99,3 +103,33 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     diff = sh(root, "dvc", "metrics", "diff", "--json")
     changed = json.loads(diff.stdout)
     assert "finetuned.psnr" in changed["results/evaluate/metrics.json"]
+
+
+def test_interrupted_training_resumes_to_identical_weights(project):
+    """Ctrl-C after a checkpoint, rerun: the run continues from it and ends bit-identical to an uninterrupted one."""
+    root, _ = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update(steps=40, warmup_steps=4, checkpoint_every=5, val_every=100)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    weights = root / "models/finetuned/flownet.pkl"
+    train = [sys.executable, "-m", "pipeline.train"]
+    sh(root, *train)
+    uninterrupted = torch.load(weights, weights_only=True)
+    checkpoint = root / "state/train/latest/step.json"
+    proc = subprocess.Popen(train, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err
+    stopped_at = json.loads(checkpoint.read_text())["step"]
+    assert 0 < stopped_at < 40
+    resumed = sh(root, *train)
+    assert f"resuming from state/train/latest at step {stopped_at}" in resumed.stderr
+    final = torch.load(weights, weights_only=True)
+    assert all(torch.equal(final[k], uninterrupted[k]) for k in uninterrupted)
+    steps = pd.read_csv(root / "results/train/plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
+    assert steps == list(range(1, 41))
