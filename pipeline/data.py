@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline.errors import UserError
-from pipeline.extract import KEPT
+from pipeline.sampling import KEPT
 from pipeline.paths import AUGMENTED_DIR, SAMPLES_FILE, TRIPLETS_DIR
 from pipeline.video import read_image
 
@@ -23,6 +23,7 @@ class TrainSamples(Dataset):
         if not path.is_file():
             raise UserError(f"{path}: missing; run `dvc repro augment` first")
         self.samples = np.load(path, mmap_mode="r")
+        self.timesteps = pd.read_csv(root / "manifest.csv")["timestep"].to_numpy(np.float32)
 
     def __len__(self) -> int:
         return len(self.samples)

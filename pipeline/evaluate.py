@@ -23,7 +23,7 @@ from pipeline.errors import UserError, user_facing
 from pipeline.fsutil import atomic_path, write_text
 from pipeline.inference import interpolate_frames
 from pipeline.metrics import prediction_to_255, psnr, ssim
-from pipeline.models import load_checkpoint
+from pipeline.models import check_timesteps, load_checkpoint
 from pipeline.params import Params, load_params
 from pipeline.paths import EVALUATE_RESULTS, FINETUNED, PRETRAINED
 
@@ -102,6 +102,7 @@ def main() -> None:
     rows = split_triplets("test", cfg.max_triplets)
     if rows.empty:
         raise UserError("data/triplets has no test triplet; raise extract.test_fraction")
+    check_timesteps(params.train.arch, rows["timestep"], "the test split of data/triplets")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     methods = {name: METHODS[name](params, device) for name in cfg.methods}
     table = score_all(rows, methods, cfg.round_prediction)

@@ -1,22 +1,27 @@
 """Stage ``extract``: cut the footage into (I0, It, I1) triplets with leak-free train/val/test splits.
 
-Reads: the clips in the folder ``sources.videos`` names (read in place, never copied); params ``base``,
-``sources.videos``, ``extract``. Writes: ``data/triplets/`` with ``frames/<clip>/<index>.png`` (each frame
-stored once, lossless), ``manifest.csv`` (every candidate triplet, kept or not, with its scores and the
-reason) and ``report.json`` (counts per split and per reason).
+Reads: everything under the folder ``sources.videos`` names (video files, folders of numbered images,
+Vimeo-90K; read in place, never copied whole); params ``base``, ``sources.videos``, ``extract``.
+Writes: ``data/triplets/`` with ``frames/<clip>/<index>.png`` (each frame a kept triplet uses, stored once,
+lossless), ``manifest.csv`` (every candidate triplet, kept or not, with its scores and the reason) and
+``report.json`` (counts per split and per reason, each clip, and any skipped file).
 
-Each clip is split by time: its last ``test_fraction`` of frames is the test segment, the
-``val_fraction`` before it the validation segment, the rest training, with ``guard_frames`` left out
-between segments. A triplet belongs to the segment that holds all three of its frames.
+Each clip is decoded once, streaming: a window of ``2 * gap + 1`` frames is held, scored on thumbnails
+and decided as soon as its last frame arrives (see :mod:`pipeline.sampling`), so memory stays flat
+whatever the clip's length. Clips are processed in parallel, one process per available core.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+import shutil
 from collections import deque
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,135 +31,231 @@ from pipeline.errors import UserError, user_facing
 from pipeline.fsutil import atomic_dir
 from pipeline.params import Extract, load_params
 from pipeline.paths import TRIPLETS_DIR
-from pipeline.video import iter_frames, list_videos, thumbnail, write_image
+from pipeline.sampling import (KEPT, OVER_CAP, SPLITS, Cap, Segments, deal_clips, deal_vimeo_groups,
+                               drop_reason, segments_for, targets, whole_clip)
+from pipeline.sources import VIDEO_EXTENSIONS, Clip, VimeoEntry, discover
+from pipeline.video import mean_abs_diff, read_bgr, thumbnail, write_bgr
 
 log = logging.getLogger("pipeline.extract")
 
-SPLITS = ("train", "val", "test")
-KEPT = "kept"
+PENDING_PER_WRITER = 2  # frames queued per writer thread; bounds memory while PNG encoding overlaps decoding
+VIMEO_CHUNK = 500  # Vimeo entries per parallel task
+COLUMNS = ["triplet", "clip", "split", "status", "frame0", "frame_t", "frame1", "timestep", "height", "width",
+           "motion", "cut_score", "duplicate_score", "path0", "path_t", "path1"]
 
 
-@dataclass(frozen=True)
-class Segments:
-    """Frame ranges [start, stop) of each split within one clip."""
+class FrameStore:
+    """Stores each frame of one clip once, as PNG, on background threads (PNG encoding releases the GIL, so it
+    overlaps decoding); PNG sources are copied as they are."""
 
-    train: tuple[int, int]
-    val: tuple[int, int]
-    test: tuple[int, int]
+    def __init__(self, folder: Path, writers: int = 1) -> None:
+        self.folder = folder
+        self.written: set[int] = set()
+        self.pool = ThreadPoolExecutor(max_workers=writers)
+        self.max_pending = PENDING_PER_WRITER * writers
+        self.pending: deque[Future] = deque()
 
-    def split_of(self, first: int, last: int) -> str | None:
-        for name in SPLITS:
-            start, stop = getattr(self, name)
-            if start <= first and last < stop:
-                return name
-        return None
+    def add(self, index: int, frame: np.ndarray, source: Path | None) -> None:
+        if index in self.written:
+            return
+        self.written.add(index)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while len(self.pending) >= self.max_pending:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._write, self.folder / f"{index:06d}.png", frame, source))
 
-
-def segments_for(num_frames: int, cfg: Extract) -> Segments:
-    test_len = max(1, round(num_frames * cfg.test_fraction))
-    val_len = round(num_frames * cfg.val_fraction)
-    test_start = num_frames - test_len
-    val_start = test_start - cfg.guard_frames - val_len if val_len else test_start - cfg.guard_frames
-    train_stop = val_start - cfg.guard_frames if val_len else val_start
-    return Segments(train=(0, max(0, train_stop)), val=(max(0, val_start), max(0, val_start + val_len)),
-                    test=(test_start, num_frames))
-
-
-def score_clip(path: Path, cfg: Extract) -> tuple[list[dict], tuple[int, int], int]:
-    """First pass: score every candidate triplet of ``path`` while streaming its frames."""
-    span = 2 * cfg.gap
-    window: deque[np.ndarray] = deque(maxlen=span + 1)
-    adjacent: list[float] = []
-    rows: list[dict] = []
-    size = (0, 0)
-    index = -1
-    for index, frame in enumerate(iter_frames(path)):
-        if index == 0:
-            size = frame.shape[:2]
-        elif frame.shape[:2] != size:
-            raise UserError(f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
-                            f"earlier frames {size[1]}x{size[0]}")
-        thumb = thumbnail(frame)
-        if window:
-            adjacent.append(float(np.abs(thumb - window[-1]).mean()))
-        window.append(thumb)
-        start = index - span
-        if start >= 0 and start % cfg.stride == 0:
-            diffs = adjacent[start:index]
-            rows.append({"frame0": start, "frame_t": start + cfg.gap, "frame1": index, "timestep": 0.5,
-                         "motion": float(np.abs(window[-1] - window[0]).mean()),
-                         "cut_score": max(diffs), "duplicate_score": min(diffs)})
-    num_frames = index + 1
-    if num_frames < span + 1:
-        raise UserError(f"{path}: {num_frames} frames, a triplet with gap {cfg.gap} needs at least {span + 1}")
-    return rows, size, num_frames
-
-
-def classify(rows: list[dict], segments: Segments, cfg: Extract) -> None:
-    """Set ``split`` and ``status`` (``kept`` or the reason it was dropped) of each candidate."""
-    for row in rows:
-        row["split"] = segments.split_of(row["frame0"], row["frame1"]) or "none"
-        if row["split"] == "none":
-            row["status"] = "between_splits"
-        elif row["cut_score"] > cfg.cut_threshold:
-            row["status"] = "scene_cut"
-        elif row["duplicate_score"] < cfg.duplicate_threshold:
-            row["status"] = "duplicate_frame"
-        elif row["motion"] < cfg.static_threshold:
-            row["status"] = "static"
+    @staticmethod
+    def _write(dest: Path, frame: np.ndarray, source: Path | None) -> None:
+        if source is not None and source.suffix.lower() == ".png":
+            shutil.copyfile(source, dest)
         else:
-            row["status"] = KEPT
-    if cfg.max_per_clip:
-        for split in SPLITS:
-            kept = [r for r in rows if r["split"] == split and r["status"] == KEPT]
-            if len(kept) > cfg.max_per_clip:
-                chosen = set(np.linspace(0, len(kept) - 1, cfg.max_per_clip).round().astype(int).tolist())
-                for i, row in enumerate(kept):
-                    if i not in chosen:
-                        row["status"] = "over_cap"
+            write_bgr(dest, frame)
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown()
 
 
-def write_frames(path: Path, needed: set[int], out_dir: Path) -> None:
-    """Second pass: store each needed frame once, as PNG."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last = max(needed)
-    for index, frame in enumerate(iter_frames(path)):
-        if index in needed:
-            write_image(out_dir / f"{index:06d}.png", frame)
-        if index >= last:
-            break
+def window_scores(first: np.ndarray, last: np.ndarray, adjacent: list[float]) -> dict[str, float]:
+    """Motion (I0 vs I1), cut score (largest adjacent change) and duplicate score (smallest)."""
+    return {"motion": mean_abs_diff(first, last), "cut_score": max(adjacent), "duplicate_score": min(adjacent)}
 
 
-def process_clip(path: Path, clip: str, cfg: Extract, out: Path) -> list[dict]:
-    rows, (height, width), num_frames = score_clip(path, cfg)
-    classify(rows, segments_for(num_frames, cfg), cfg)
+def extract_clip(clip: Clip, split: str | None, cfg: Extract, out: Path, writers: int = 1) -> dict:
+    """Decode ``clip`` once and keep its clean windows; ``split`` fixes the whole clip's split (by-clip);
+    ``writers`` threads encode the stored frames."""
+    expected = clip.frame_count()
+    span = 2 * cfg.gap
+    segments: Segments = whole_clip(split) if split else segments_for(expected, cfg)
+    cap = Cap(segments, expected, cfg)
+    window: deque[tuple[np.ndarray, np.ndarray, Path | None]] = deque(maxlen=span + 1)
+    adjacent: deque[float] = deque(maxlen=span)
+    rows: list[dict] = []
+    store = FrameStore(out / "frames" / clip.name, writers)
+    index = -1
+    size = None
+    try:
+        for index, (frame, source) in enumerate(clip.iter_frames()):
+            if size is None:
+                size = frame.shape[:2]
+            elif frame.shape[:2] != size:
+                raise UserError(f"{source or clip.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
+                                f"earlier frames {size[1]}x{size[0]}")
+            thumb = thumbnail(frame)
+            if window:
+                adjacent.append(mean_abs_diff(thumb, window[-1][1]))
+            window.append((frame, thumb, source))
+            start = index - span
+            if start < 0 or start % cfg.stride:
+                continue
+            win_split = segments.split_of(start, index)
+            scores = window_scores(window[0][1], thumb, list(adjacent))
+            status = drop_reason(win_split, scores["motion"], scores["cut_score"], scores["duplicate_score"], cfg)
+            if status == KEPT and not cap.admit(win_split, start):
+                status = OVER_CAP
+            for offset, timestep in targets(cfg):
+                rows.append({"clip": clip.name, "split": win_split or "none", "status": status, "frame0": start,
+                             "frame_t": start + offset, "frame1": index, "timestep": timestep, **scores})
+                if status == KEPT:
+                    for k in (0, offset, span):
+                        store.add(start + k, window[k][0], window[k][2])
+    finally:
+        store.close()
+    if index + 1 < span + 1:
+        raise UserError(f"{clip.path}: {index + 1} frames, a triplet with gap {cfg.gap} needs at least {span + 1}")
+    prefix = f"frames/{clip.name}/"
     for row in rows:
-        row.update(clip=clip, height=height, width=width)
-        for key in ("frame0", "frame_t", "frame1"):
-            row["path" + key[5:]] = f"frames/{clip}/{row[key]:06d}.png"
-    needed = {row[k] for row in rows if row["status"] == KEPT for k in ("frame0", "frame_t", "frame1")}
-    if needed:
-        write_frames(path, needed, out / "frames" / clip)
-    return rows
+        row.update(height=size[0], width=size[1], path0=f"{prefix}{row['frame0']:06d}.png",
+                   path_t=f"{prefix}{row['frame_t']:06d}.png", path1=f"{prefix}{row['frame1']:06d}.png")
+    summary = {"clip": clip.name, "kind": clip.kind, "frames": index + 1, "size": f"{size[1]}x{size[0]}",
+               "kept": {s: sum(r["split"] == s and r["status"] == KEPT for r in rows) for s in SPLITS}}
+    if clip.kind == "video" and abs(expected - (index + 1)) > 1:
+        log.warning("%s: the container says %d frames, %d were decoded", clip.path, expected, index + 1)
+    return {"rows": rows, "clips": [summary], "skipped": []}
+
+
+def extract_vimeo(entries: list[tuple[VimeoEntry, str]], cfg: Extract, out: Path) -> dict:
+    """Ready-made triplets; the test list is kept whole (comparable with published Vimeo-90K numbers)."""
+    rows, skipped = [], []
+    for entry, split in entries:
+        try:
+            frames = [read_bgr(path) for path in entry.files]
+            if len({f.shape for f in frames}) > 1:
+                raise UserError(f"{entry.files[0].parent}: im1..im3 differ in size")
+        except UserError as error:
+            if not cfg.skip_unreadable:
+                raise
+            skipped.append({"file": str(entry.files[0].parent), "problem": str(error)})
+            continue
+        thumbs = [thumbnail(f) for f in frames]
+        scores = window_scores(thumbs[0], thumbs[2], [mean_abs_diff(thumbs[0], thumbs[1]),
+                                                      mean_abs_diff(thumbs[1], thumbs[2])])
+        status = KEPT if split == "test" else drop_reason(split, scores["motion"], scores["cut_score"],
+                                                           scores["duplicate_score"], cfg)
+        paths = [f"frames/{entry.name}/{f.name}" for f in entry.files]
+        if status == KEPT:
+            (out / "frames" / entry.name).mkdir(parents=True, exist_ok=True)
+            for src, rel in zip(entry.files, paths):
+                shutil.copyfile(src, out / rel)
+        rows.append({"clip": entry.name, "split": split, "status": status, "frame0": 0, "frame_t": 1, "frame1": 2,
+                     "timestep": 0.5, **scores, "height": frames[0].shape[0], "width": frames[0].shape[1],
+                     "path0": paths[0], "path_t": paths[1], "path1": paths[2]})
+    summary = {"clip": entries[0][0].name.rsplit("/", 2)[0], "kind": "vimeo", "triplets": len(rows),
+               "kept": {s: sum(r["split"] == s and r["status"] == KEPT for r in rows) for s in SPLITS}}
+    return {"rows": rows, "clips": [summary], "skipped": skipped}
+
+
+def run_clip(clip: Clip, split: str | None, cfg: Extract, writers: int, out: Path) -> dict:
+    """:func:`extract_clip`, or the clip skipped and reported when ``skip_unreadable`` is set."""
+    try:
+        return extract_clip(clip, split, cfg, out, writers)
+    except UserError as error:
+        if not cfg.skip_unreadable:
+            raise
+        shutil.rmtree(out / "frames" / clip.name, ignore_errors=True)
+        return {"rows": [], "clips": [], "skipped": [{"file": str(clip.path), "problem": str(error)}]}
+
+
+def plan_tasks(source: Path, cfg: Extract, seed: int) -> tuple[list[tuple[Callable, tuple]], list[dict]]:
+    footage = discover(source, cfg.skip_unreadable)
+    if not footage.clips and not footage.vimeo:
+        raise UserError(f"sources.videos {source}: no footage found (video files {'/'.join(VIDEO_EXTENSIONS)}, "
+                        "folders of numbered images, or Vimeo-90K with tri_trainlist.txt)")
+    fixed = deal_clips([c.name for c in footage.clips], cfg, seed) if cfg.split_by == "clip" and footage.clips else {}
+    cores = available_cores()
+    writers = max(1, cores // max(1, min(len(footage.clips), cores)))  # cores left idle by few clips encode PNGs
+    tasks: list[tuple[Callable, tuple]] = [(run_clip, (clip, fixed.get(clip.name), cfg, writers))
+                                           for clip in footage.clips]
+    val_groups = deal_vimeo_groups([e.group for e in footage.vimeo if e.listed_as == "train"], cfg.val_fraction, seed)
+    entries = [(e, "val" if e.listed_as == "train" and e.group in val_groups else e.listed_as) for e in footage.vimeo]
+    for i in range(0, len(entries), VIMEO_CHUNK):
+        tasks.append((extract_vimeo, (entries[i:i + VIMEO_CHUNK], cfg)))
+    return tasks, footage.skipped
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_tasks(tasks: list[tuple[Callable, tuple]], out: Path) -> list[dict]:
+    """Run ``tasks`` (in parallel when there are several cores and tasks); results in task order."""
+    workers = min(len(tasks), available_cores())
+    progress = tqdm(total=len(tasks), desc="extract", unit="clip")
+    try:
+        if workers <= 1:
+            results = []
+            for fn, args in tasks:
+                results.append(fn(*args, out))
+                progress.update()
+            return results
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(fn, *args, out) for fn, args in tasks]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    progress.update()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            return [future.result() for future in futures]
+    finally:
+        progress.close()
 
 
 def build_manifest(rows: list[dict]) -> pd.DataFrame:
-    columns = ["triplet", "clip", "split", "status", "frame0", "frame_t", "frame1", "timestep", "height",
-               "width", "motion", "cut_score", "duplicate_score", "path0", "path_t", "path1"]
-    frame = pd.DataFrame(rows)
-    frame["triplet"] = range(len(frame))
-    return frame[columns]
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "triplet"])
+    frame.insert(0, "triplet", range(len(frame)))
+    return frame
 
 
-def summarise(manifest: pd.DataFrame, source: Path) -> dict:
+def merge_summaries(summaries: list[dict]) -> list[dict]:
+    """One entry per clip; the chunks of a Vimeo-90K folder add up into one."""
+    merged: dict[str, dict] = {}
+    for summary in summaries:
+        if summary["clip"] in merged and summary["kind"] == "vimeo":
+            total = merged[summary["clip"]]
+            total["triplets"] += summary["triplets"]
+            total["kept"] = {s: total["kept"][s] + summary["kept"][s] for s in SPLITS}
+        else:
+            merged[summary["clip"]] = dict(summary)
+    return list(merged.values())
+
+
+def summarise(manifest: pd.DataFrame, source: Path, results: list[dict], skipped: list[dict]) -> dict:
     kept = manifest[manifest.status == KEPT]
-    report = {"source": str(source), "clips": int(manifest["clip"].nunique()), "candidates": len(manifest),
+    report = {"source": str(source), "candidates": len(manifest),
               "kept": {s: int((kept.split == s).sum()) for s in SPLITS},
-              "dropped": {str(k): int(v) for k, v in manifest[manifest.status != KEPT].status.value_counts().items()}}
+              "dropped": {str(k): int(v) for k, v in manifest[manifest.status != KEPT].status.value_counts().items()},
+              "clips": merge_summaries([c for r in results for c in r["clips"]]),
+              "skipped": skipped + [s for r in results for s in r["skipped"]]}
     for split in ("train", "test"):
         if report["kept"][split] == 0:
-            raise UserError(f"{source}: no usable {split} triplet (report: {json.dumps(report['dropped'])}); "
-                            "add footage or relax the extract thresholds in params.yaml")
+            raise UserError(f"{source}: no usable {split} triplet (dropped: {json.dumps(report['dropped'])}, "
+                            f"skipped files: {len(report['skipped'])}); add footage or relax the extract "
+                            "thresholds in params.yaml")
     return report
 
 
@@ -164,17 +265,15 @@ def main() -> None:
     source = Path(params.sources.videos)
     if not source.is_dir():
         raise UserError(f"sources.videos {source}: no such folder")
-    videos = list_videos(source)
-    if not videos:
-        raise UserError(f"sources.videos {source}: no video files ({', '.join(('mp4', 'mov', 'mkv', 'avi', 'webm'))})")
-    rows: list[dict] = []
+    tasks, skipped = plan_tasks(source, params.extract, params.base.seed)
     with atomic_dir(TRIPLETS_DIR) as tmp:
-        for path in tqdm(videos, desc="extract", unit="clip"):
-            rows.extend(process_clip(path, path.relative_to(source).as_posix(), params.extract, tmp))
-        manifest = build_manifest(rows)
-        report = summarise(manifest, source)
+        results = run_tasks(tasks, tmp)
+        manifest = build_manifest([row for result in results for row in result["rows"]])
+        report = summarise(manifest, source, results, skipped)
         manifest.to_csv(tmp / "manifest.csv", index=False, float_format="%.6g")
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    for problem in report["skipped"]:
+        log.warning("skipped %s: %s", problem["file"], problem["problem"])
     log.info("kept %s triplets; dropped %s", report["kept"], report["dropped"])
 
 

@@ -45,15 +45,18 @@ class Sources:
 
 @dataclass(frozen=True)
 class Extract:
-    gap: int = field(metadata=_range(1))  # frames between I0 and the target (and target and I1)
-    stride: int = field(metadata=_range(1))  # frames between the starts of consecutive triplets
-    max_per_clip: int = field(metadata=_range(0))  # kept triplets per clip and split; 0 = no cap
+    gap: int = field(metadata=_range(1))  # frames between I0 and the middle target (I1 is 2 * gap after I0)
+    timesteps: str = field(metadata=_choice("middle", "all"))  # targets: the middle frame, or every frame between
+    stride: int = field(metadata=_range(1))  # frames between the starts of consecutive I0
+    max_per_clip: int = field(metadata=_range(0))  # kept (I0, I1) pairs per clip and split; 0 = no cap
+    split_by: str = field(metadata=_choice("time", "clip"))  # segments of every clip, or whole clips
     val_fraction: float = field(metadata=_range(0.0, 0.5, hi_open=True))
     test_fraction: float = field(metadata=_range(0.0, 0.9, lo_open=True))
     guard_frames: int = field(metadata=_range(0))  # frames left out between splits of one clip
     cut_threshold: float = field(metadata=_range(0.0, 1.0, lo_open=True))
     static_threshold: float = field(metadata=_range(0.0, 1.0, hi_open=True))
     duplicate_threshold: float = field(metadata=_range(0.0, 1.0, hi_open=True))
+    skip_unreadable: bool  # skip (and report) bad files instead of stopping
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class Augment:
     hflip: float = field(metadata=_range(0.0, 1.0))
     vflip: float = field(metadata=_range(0.0, 1.0))
     temporal_reverse: float = field(metadata=_range(0.0, 1.0))
+    rotate: float = field(metadata=_range(0.0, 1.0))  # rotation by 90, 180 or 270 degrees (equally likely)
+    channel_reverse: float = field(metadata=_range(0.0, 1.0))
+    jitter: float = field(metadata=_range(0.0, 1.0))  # photometric jitter (brightness and contrast)
+    jitter_strength: float = field(metadata=_range(0.0, 0.5))  # factors drawn from [1 - s, 1 + s]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pipeline.data import TrainSamples, split_triplets
 from pipeline.errors import EXIT_INTERRUPTED, UserError, user_facing
 from pipeline.inference import score_rows
 from pipeline.losses import needs_teacher, rife_loss
-from pipeline.models import load_checkpoint, save_checkpoint
+from pipeline.models import check_timesteps, load_checkpoint, save_checkpoint
 from pipeline.optim import build_optimizer, group_lrs
 from pipeline.params import Params, load_params
 from pipeline.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_RESULTS
@@ -80,6 +80,7 @@ def trim_curves(directory: Path, step: int) -> None:
 
 def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
     samples = TrainSamples(AUGMENTED_DIR)
+    check_timesteps(params.train.arch, samples.timesteps, str(AUGMENTED_DIR))
     per_step = params.train.batch_size * accelerator.num_processes
     if len(samples) < per_step:
         raise UserError(f"data/augmented holds {len(samples)} samples, fewer than one batch "
@@ -103,6 +104,7 @@ def validate(model: torch.nn.Module, params: Params, accelerator: Accelerator) -
     rows = split_triplets("val", params.train.val_max_triplets)
     if rows.empty:
         return {}
+    check_timesteps(params.train.arch, rows["timestep"], "the val split of data/triplets")
     net = accelerator.unwrap_model(model)
     net.eval()
     mine = rows.iloc[accelerator.process_index::accelerator.num_processes]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from pipeline.errors import EXIT_USER_ERROR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +32,39 @@ def copy_project(dest: Path) -> None:
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dest / name)
+
+
+def write_params(workdir: Path, params: dict) -> None:
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def make_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> None:
+    """A lossless-enough MJPG AVI of RGB ``frames``."""
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def moving_texture(count: int, height: int = 96, width: int = 128, speed: int = 3, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    texture = cv2.GaussianBlur(rng.random((height, width + speed * count, 3)).astype(np.float32), (0, 0), 3)
+    texture = ((texture - texture.min()) / (texture.max() - texture.min()) * 255).astype(np.uint8)
+    return [np.ascontiguousarray(texture[:, i * speed:i * speed + width]) for i in range(count)]
+
+
+def assert_user_error(done, *fragments: str) -> None:
+    assert done.returncode == EXIT_USER_ERROR, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in last
+
+
+def tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()

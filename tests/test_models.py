@@ -120,3 +120,11 @@ def test_training_only_teacher_keys_are_dropped(tmp_path):
     state["module.teacher.conv0.0.0.weight"] = torch.zeros(3)
     torch.save(state, tmp_path / "v4style.pkl")
     load_checkpoint(tmp_path / "v4style.pkl", "hdv3")
+
+
+def test_hdv3_refuses_targets_off_the_middle_frame():
+    from pipeline.errors import UserError
+    from pipeline.models import check_timesteps
+    check_timesteps("hdv3", [0.5, 0.5], "data/augmented")
+    with pytest.raises(UserError, match=r"data/augmented holds targets at t = 0.25, 0.75 .*extract.timesteps: middle"):
+        check_timesteps("hdv3", [0.25, 0.5, 0.75], "data/augmented")

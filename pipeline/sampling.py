@@ -1,0 +1,136 @@
+"""Which triplets a clip offers, the split each belongs to, why one is dropped, and the per-clip cap.
+
+A window is a pair (I0, I1) with I1 ``2 * gap`` frames after I0; its targets are the middle frame
+(t = 0.5) or, with ``timesteps: all``, every frame between them (t = k / (2 gap)). Splits never leak:
+with ``split_by: time`` each clip is cut into train / val / test segments with ``guard_frames`` between
+them and a window belongs to the segment holding all its frames; with ``split_by: clip`` whole clips are
+dealt to the splits by a seeded shuffle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import UserError
+from pipeline.params import Extract
+
+SPLITS = ("train", "val", "test")
+KEPT = "kept"
+OVER_CAP = "over_cap"
+BETWEEN_SPLITS = "between_splits"
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Frame ranges [start, stop) of each split within one clip."""
+
+    train: tuple[int, int]
+    val: tuple[int, int]
+    test: tuple[int, int]
+
+    def split_of(self, first: int, last: int) -> str | None:
+        for name in SPLITS:
+            start, stop = getattr(self, name)
+            if start <= first and last < stop:
+                return name
+        return None
+
+
+def segments_for(num_frames: int, cfg: Extract) -> Segments:
+    """Time segments of a clip: the last ``test_fraction`` is test, the ``val_fraction`` before it val."""
+    test_len = max(1, round(num_frames * cfg.test_fraction))
+    val_len = round(num_frames * cfg.val_fraction)
+    test_start = num_frames - test_len
+    val_start = test_start - cfg.guard_frames - val_len if val_len else test_start - cfg.guard_frames
+    train_stop = val_start - cfg.guard_frames if val_len else val_start
+    return Segments(train=(0, max(0, train_stop)), val=(max(0, val_start), max(0, val_start + val_len)),
+                    test=(test_start, 2**62))  # frames past the container's count still belong to test
+
+
+def whole_clip(split: str) -> Segments:
+    """Every frame of the clip in ``split`` (``split_by: clip``)."""
+    ranges = {name: (0, 2**62) if name == split else (0, 0) for name in SPLITS}
+    return Segments(**ranges)
+
+
+def deal_clips(names: list[str], cfg: Extract, seed: int) -> dict[str, str]:
+    """``split_by: clip``: a seeded shuffle of the clips, the first ones to test, the next to val."""
+    count = len(names)
+    n_test = max(1, round(count * cfg.test_fraction))
+    n_val = round(count * cfg.val_fraction)
+    if count - n_test - n_val < 1:
+        raise UserError(f"extract.split_by = 'clip' with {count} clip(s) leaves none for training "
+                        f"(test {n_test}, val {n_val}); add clips or use split_by: time")
+    order = np.random.default_rng(seed).permutation(count)
+    ranked = [sorted(names)[i] for i in order]
+    return {name: "test" if i < n_test else "val" if i < n_test + n_val else "train"
+            for i, name in enumerate(ranked)}
+
+
+def deal_vimeo_groups(groups: list[str], val_fraction: float, seed: int) -> set[str]:
+    """Groups (first part of a Vimeo entry) of the train list held out for validation, seeded."""
+    sizes = Counter(groups)
+    unique = sorted(sizes)
+    wanted = round(len(groups) * val_fraction)
+    chosen: set[str] = set()
+    taken = 0
+    for i in np.random.default_rng(seed).permutation(len(unique)):
+        if taken >= wanted or len(chosen) == len(unique) - 1:
+            break
+        chosen.add(unique[i])
+        taken += sizes[unique[i]]
+    return chosen
+
+
+def targets(cfg: Extract) -> list[tuple[int, float]]:
+    """(offset from I0, timestep) of each target of a window."""
+    span = 2 * cfg.gap
+    if cfg.timesteps == "middle":
+        return [(cfg.gap, 0.5)]
+    return [(k, k / span) for k in range(1, span)]
+
+
+def drop_reason(split: str | None, motion: float, cut: float, duplicate: float, cfg: Extract) -> str:
+    """``kept`` or why the window is dropped, the first rule that fires in this order."""
+    if split is None:
+        return BETWEEN_SPLITS
+    if cut > cfg.cut_threshold:
+        return "scene_cut"
+    if duplicate < cfg.duplicate_threshold:
+        return "duplicate_frame"
+    if motion < cfg.static_threshold:
+        return "static"
+    return KEPT
+
+
+class Cap:
+    """At most ``max_per_clip`` kept windows per split, spread evenly: the split's candidate windows are
+    cut into that many bins of consecutive windows, and the first clean window of each bin is kept."""
+
+    def __init__(self, segments: Segments, num_frames: int, cfg: Extract) -> None:
+        self.limit = cfg.max_per_clip
+        self.stride = cfg.stride
+        self.layout: dict[str, tuple[int, int]] = {}  # split -> (first candidate start, candidate count)
+        span = 2 * cfg.gap
+        for split in SPLITS:
+            start, stop = getattr(segments, split)
+            stop = min(stop, num_frames)
+            first = -(-start // cfg.stride) * cfg.stride
+            count = max(0, (stop - span - 1 - first) // cfg.stride + 1) if stop - span > first else 0
+            self.layout[split] = (first, count)
+        self.filled: set[tuple[str, int]] = set()
+
+    def admit(self, split: str, start: int) -> bool:
+        """Whether a clean window at ``start`` is kept (False: its bin already has one)."""
+        first, count = self.layout[split]
+        if not self.limit or count <= self.limit:
+            return True
+        position = (start - first) // self.stride
+        bin_index = min(self.limit - 1, position * self.limit // count)
+        if (split, bin_index) in self.filled:
+            return False
+        self.filled.add((split, bin_index))
+        return True

@@ -1,0 +1,277 @@
+"""Stage extract: every input kind, every cleaning rule, leak-free splits and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import UserError
+from pipeline.params import Extract, build
+from pipeline.sampling import Cap, Segments, deal_clips, segments_for, targets, whole_clip
+from pipeline.sources import numbered_frames
+from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
+
+
+def extract_cfg(params_dict: dict, **changes) -> Extract:
+    return build(Extract, {**params_dict["extract"], **changes}, "extract.")
+
+
+def run_extract(tmp_path: Path, params_dict: dict, **changes):
+    params_dict["sources"]["videos"] = "clips"
+    params_dict["extract"].update(changes)
+    write_params(tmp_path, params_dict)
+    return run_module("pipeline.extract", tmp_path)
+
+
+def manifest_of(tmp_path: Path) -> pd.DataFrame:
+    return pd.read_csv(tmp_path / "data/triplets/manifest.csv")
+
+
+def report_of(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "data/triplets/report.json").read_text())
+
+
+def write_frames(folder: Path, frames: list[np.ndarray], pattern: str = "frame_{:04d}.png", first: int = 1) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / pattern.format(first + i)), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+
+def write_vimeo(root: Path, train: list[str], test: list[str], seed: int = 0) -> None:
+    for number, entry in enumerate(train + test):
+        write_frames(root / "sequences" / entry, moving_texture(3, speed=4, seed=seed + number), "im{}.png")
+    (root / "tri_trainlist.txt").write_text("\n".join(train) + "\n")
+    (root / "tri_testlist.txt").write_text("\n".join(test) + "\n")
+
+
+# ---------------------------------------------------------------- sampling rules
+
+
+def test_segments_leave_guard_frames_between_splits(params_dict):
+    seg = segments_for(100, extract_cfg(params_dict, val_fraction=0.1, test_fraction=0.2, guard_frames=2))
+    assert (seg.train, seg.val, seg.test[0]) == ((0, 66), (68, 78), 80)
+    assert seg.split_of(64, 66) is None  # touches the guard
+    assert seg.split_of(76, 77) == "val"
+    assert seg.split_of(99, 101) == "test"  # frames past the container's count stay in test
+
+
+def test_cap_keeps_the_first_clean_window_of_each_bin(params_dict):
+    cfg = extract_cfg(params_dict, max_per_clip=10, stride=1, gap=1)
+    cap = Cap(whole_clip("train"), 102, cfg)  # 100 candidate windows, 10 bins of 10
+    assert cap.layout["train"] == (0, 100)
+    admitted = [start for start in range(100) if start % 10 != 0 and cap.admit("train", start)]
+    assert admitted == [1, 11, 21, 31, 41, 51, 61, 71, 81, 91]  # the window at 0, 10, ... was unclean here
+    assert Cap(whole_clip("train"), 12, cfg).admit("train", 3)  # fewer candidates than the cap: all kept
+
+
+def test_targets_inside_a_gap(params_dict):
+    assert targets(extract_cfg(params_dict, gap=2, timesteps="middle")) == [(2, 0.5)]
+    assert targets(extract_cfg(params_dict, gap=2, timesteps="all")) == [(1, 0.25), (2, 0.5), (3, 0.75)]
+
+
+def test_dealing_whole_clips_is_seeded_and_leaves_training_clips(params_dict):
+    cfg = extract_cfg(params_dict, split_by="clip", val_fraction=0.2, test_fraction=0.2)
+    names = [f"clip{i}.mp4" for i in range(10)]
+    dealt = deal_clips(names, cfg, seed=1)
+    assert dealt == deal_clips(list(reversed(names)), cfg, seed=1)
+    assert sorted(dealt.values()).count("test") == 2 and sorted(dealt.values()).count("val") == 2
+    assert dealt != deal_clips(names, cfg, seed=2)
+    with pytest.raises(UserError, match="leaves none for training"):
+        deal_clips(names[:1], cfg, seed=1)
+
+
+def test_image_frames_sort_naturally_and_must_be_consecutive(tmp_path):
+    files = [tmp_path / f"f{n}.png" for n in (10, 9, 11, 8)]
+    assert [p.name for p in numbered_frames(tmp_path, files)] == ["f8.png", "f9.png", "f10.png", "f11.png"]
+    with pytest.raises(UserError, match=r"jumps from f9.png to f11.png \(1 frame"):
+        numbered_frames(tmp_path, [tmp_path / "f9.png", tmp_path / "f11.png"])
+    with pytest.raises(UserError, match="more than one pattern"):
+        numbered_frames(tmp_path, [tmp_path / "a1.png", tmp_path / "b2.png"])
+    with pytest.raises(UserError, match="appears twice"):
+        numbered_frames(tmp_path, [tmp_path / "f01.png", tmp_path / "f1.png"])
+
+
+# ---------------------------------------------------------------- real and generated footage
+
+
+def test_extract_demo_splits_are_leak_free(tmp_path, params_dict, demo_clips):
+    shutil.copytree(demo_clips, tmp_path / "data/demo")
+    params_dict["extract"]["max_per_clip"] = 3
+    write_params(tmp_path, params_dict)
+    done = run_module("pipeline.extract", tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = manifest_of(tmp_path)
+    kept = manifest[manifest.status == "kept"]
+    assert set(kept.split) == {"train", "val", "test"}
+    assert (kept.groupby(["clip", "split"]).size() <= 3).all()
+    guard = params_dict["extract"]["guard_frames"]
+    for clip, rows in kept.groupby("clip"):
+        spans = {s: (r.frame0.min(), r.frame1.max()) for s, r in rows.groupby("split")}
+        assert spans["train"][1] + guard < spans["val"][0] and spans["val"][1] + guard < spans["test"][0]
+    for column in ("path0", "path_t", "path1"):
+        assert all((tmp_path / "data/triplets" / p).is_file() for p in kept[column])
+    # bikes.mp4 has hard cuts, bigbuckbunny.mp4 repeats frames: both cleaning rules must fire on the real clips
+    assert {"scene_cut", "duplicate_frame"} <= set(manifest.status)
+    assert [c["frames"] for c in report_of(tmp_path)["clips"]] == [132, 250]
+
+
+def test_each_cleaning_rule_drops_its_known_defect(tmp_path, params_dict):
+    frames = moving_texture(60, speed=1)
+    frames[10] = frames[9].copy()  # a duplicated frame
+    noise = np.random.default_rng(0).integers(0, 2, (6, *frames[30].shape), dtype=np.uint8)
+    frames[30:36] = list(frames[30] + noise)  # a near-static run: sensor noise, no motion
+    frames[45:] = moving_texture(15, speed=1, seed=5)  # a hard cut between frames 44 and 45
+    write_frames(tmp_path / "clips/synthetic", frames)  # lossless, so the scores are the designed ones
+    done = run_extract(tmp_path, params_dict, max_per_clip=0, val_fraction=0.0, test_fraction=0.2, guard_frames=1)
+    assert done.returncode == 0, done.stderr
+    status = manifest_of(tmp_path).set_index("frame0")["status"]
+    assert status[8] == status[9] == "duplicate_frame"
+    assert status[30] == status[31] == status[33] == "static"  # I0 and I1 inside the still run
+    assert status[43] == status[44] == "scene_cut"
+    assert status[0] == status[20] == "kept"
+    report = report_of(tmp_path)
+    assert {"duplicate_frame", "static", "scene_cut"} <= set(report["dropped"])
+
+
+def test_image_folders_and_vimeo_and_video_in_one_source(tmp_path, params_dict):
+    write_frames(tmp_path / "clips/shot_a", moving_texture(30, seed=1), "frame_{}.png")  # unpadded numbers
+    write_frames(tmp_path / "clips/shot_b", moving_texture(30, seed=2), "{:05d}.jpg", first=0)
+    make_clip(tmp_path / "clips/video.avi", moving_texture(30, seed=3))
+    write_vimeo(tmp_path / "clips/vimeo", [f"0000{g}/000{e}" for g in (1, 2, 3, 4) for e in (1, 2)],
+                ["00005/0001", "00005/0002"])
+    done = run_extract(tmp_path, params_dict, max_per_clip=0, val_fraction=0.25)
+    assert done.returncode == 0, done.stderr
+    manifest = manifest_of(tmp_path)
+    kinds = {c["clip"]: c["kind"] for c in report_of(tmp_path)["clips"]}
+    assert kinds == {"shot_a": "images", "shot_b": "images", "video.avi": "video", "vimeo": "vimeo"}
+    # natural order: frame 10 of shot_a is frame_11.png, stored as the same pixels (PNG sources are copied)
+    row = manifest[(manifest["clip"] == "shot_a") & (manifest.frame0 == 10)].iloc[0]
+    assert (tmp_path / "data/triplets" / row.path0).read_bytes() == (tmp_path / "clips/shot_a/frame_11.png").read_bytes()
+    vimeo = manifest[manifest["clip"].str.startswith("vimeo/")]
+    assert set(vimeo[vimeo["clip"].str.startswith("vimeo/00005")].split) == {"test"}
+    assert (vimeo[vimeo.split == "test"].status == "kept").all()  # the official test list is kept whole
+    groups = vimeo[vimeo.split != "test"].groupby(vimeo["clip"].str.split("/").str[1])["split"].nunique()
+    assert (groups == 1).all() and "val" in set(vimeo.split)  # val holds whole groups of the train list
+
+
+def test_all_timesteps_store_each_frame_once(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=2))
+    done = run_extract(tmp_path, params_dict, gap=2, timesteps="all", max_per_clip=0)
+    assert done.returncode == 0, done.stderr
+    kept = manifest_of(tmp_path).query("status == 'kept'")
+    first = kept[kept.frame0 == 0]
+    assert list(first.frame_t) == [1, 2, 3] and list(first.timestep) == [0.25, 0.5, 0.75]
+    assert (first.frame1 == 4).all()
+    used = set(kept.path0) | set(kept.path_t) | set(kept.path1)
+    assert sorted(p.relative_to(tmp_path / "data/triplets").as_posix()
+                  for p in (tmp_path / "data/triplets/frames").rglob("*.png")) == sorted(used)
+
+
+def test_split_by_clip_keeps_each_clip_in_one_split_and_repeats_byte_for_byte(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    for i in range(5):
+        make_clip(tmp_path / f"clips/c{i}.avi", moving_texture(20, seed=i))
+    done = run_extract(tmp_path, params_dict, split_by="clip", val_fraction=0.2, test_fraction=0.2, max_per_clip=0)
+    assert done.returncode == 0, done.stderr
+    kept = manifest_of(tmp_path).query("status == 'kept'")
+    assert (kept.groupby("clip").split.nunique() == 1).all()
+    assert sorted(kept.groupby("clip").split.first()) == ["test", "train", "train", "train", "val"]
+    first = tree_digest(tmp_path / "data/triplets")
+    assert run_module("pipeline.extract", tmp_path).returncode == 0
+    assert tree_digest(tmp_path / "data/triplets") == first
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def corrupt_video(clips: Path) -> str:
+    (clips / "broken.mp4").write_bytes(b"\x00" * 1000)
+    return "broken.mp4: cannot be opened as a video", "broken.mp4"
+
+
+def empty_video(clips: Path) -> str:
+    (clips / "empty.mov").write_bytes(b"")
+    return "empty.mov: empty file (0 bytes)", "empty.mov"
+
+
+def short_clip(clips: Path) -> str:
+    make_clip(clips / "short.avi", moving_texture(2))
+    return "short.avi: 2 frames, a triplet with gap 1 needs at least 3", "short.avi"
+
+
+def mixed_sizes(clips: Path) -> str:
+    write_frames(clips / "mixed", moving_texture(6))
+    cv2.imwrite(str(clips / "mixed/frame_0004.png"), np.zeros((50, 60, 3), np.uint8))
+    return "mixed/frame_0004.png: frame 3 is 60x50, earlier frames 128x96", "mixed"
+
+
+def numbering_gap(clips: Path) -> str:
+    write_frames(clips / "gappy", moving_texture(6))
+    (clips / "gappy/frame_0003.png").unlink()
+    return "gappy: frame numbering jumps from frame_0002.png to frame_0004.png", "gappy"
+
+
+def vimeo_missing_file(clips: Path) -> str:
+    write_vimeo(clips / "vimeo", ["00001/0001"], ["00002/0001"])
+    (clips / "vimeo/sequences/00001/0001/im2.png").unlink()
+    return "tri_trainlist.txt:1: 00001/0001: ", "vimeo/00001/0001"
+
+
+BAD_INPUTS = [corrupt_video, empty_video, short_clip, mixed_sizes, numbering_gap, vimeo_missing_file]
+
+
+@pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
+def test_bad_input_stops_with_one_line_and_keeps_old_outputs(tmp_path, params_dict, make_bad):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/good.avi", moving_texture(40))
+    message, _ = make_bad(tmp_path / "clips")
+    old = tmp_path / "data/triplets/manifest.csv"
+    old.parent.mkdir(parents=True)
+    old.write_text("previous output")
+    assert_user_error(run_extract(tmp_path, params_dict), message)
+    assert old.read_text() == "previous output"
+
+
+@pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
+def test_skip_unreadable_skips_and_reports_the_bad_input(tmp_path, params_dict, make_bad):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/good.avi", moving_texture(40))
+    message, name = make_bad(tmp_path / "clips")
+    done = run_extract(tmp_path, params_dict, skip_unreadable=True)
+    assert done.returncode == 0, done.stderr
+    skipped = report_of(tmp_path)["skipped"]
+    assert len(skipped) == 1 and message in skipped[0]["problem"]
+    manifest = manifest_of(tmp_path)
+    assert "good.avi" in set(manifest.query("status == 'kept'")["clip"]) and name not in set(manifest["clip"])
+    assert not (tmp_path / "data/triplets/frames" / name).exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its permissions")
+def test_unreadable_file_is_named(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/locked.avi", moving_texture(40))
+    (tmp_path / "clips/locked.avi").chmod(0)
+    assert_user_error(run_extract(tmp_path, params_dict), "locked.avi: not readable")
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_footage_without_a_usable_triplet_is_always_an_error(tmp_path, params_dict, skip):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/still.avi", [moving_texture(1)[0]] * 30)
+    (tmp_path / "clips/broken.mp4").write_bytes(b"\x00" * 1000)
+    done = run_extract(tmp_path, params_dict, skip_unreadable=skip)
+    assert_user_error(done, "clips: no usable train triplet" if skip else "broken.mp4")
+
+
+def test_a_folder_without_footage_is_an_error(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips/notes.txt").write_text("no clips here")
+    assert_user_error(run_extract(tmp_path, params_dict), "sources.videos clips: no footage found")

@@ -1,0 +1,46 @@
+"""Stage fetch and params checking, run as dvc.yaml runs them (``python -m pipeline.fetch``)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.helpers import assert_user_error, run_module, write_params
+
+
+# ---------------------------------------------------------------- fetch
+
+
+def test_fetch_own_checkpoint_and_videos(tmp_path, params_dict, official_hdv3):
+    (tmp_path / "raw").mkdir()
+    shutil.copy(official_hdv3, tmp_path / "mine.pkl")
+    params_dict["sources"] = {"videos": "raw", "checkpoint": "mine.pkl"}
+    write_params(tmp_path, params_dict)
+    done = run_module("pipeline.fetch", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data/demo").is_dir() and not any((tmp_path / "data/demo").iterdir())
+    from pipeline.models import read_state_dict
+    assert read_state_dict(tmp_path / "models/pretrained/flownet.pkl").keys() == read_state_dict(official_hdv3).keys()
+
+
+@pytest.mark.parametrize("sources, fragments", [
+    ({"videos": "nowhere", "checkpoint": "rife-hdv3"}, ["sources.videos nowhere: no such folder"]),
+    ({"videos": "raw", "checkpoint": "missing.pkl"}, ["sources.checkpoint missing.pkl: no such file", "rife-hdv3"]),
+    ({"videos": "raw", "checkpoint": "params.yaml"}, ["checkpoint params.yaml: not a readable PyTorch file"]),
+])
+def test_fetch_bad_sources_leave_outputs_untouched(tmp_path, params_dict, sources, fragments):
+    (tmp_path / "raw").mkdir()
+    existing = tmp_path / "models/pretrained/flownet.pkl"
+    existing.parent.mkdir(parents=True)
+    existing.write_bytes(b"previous good output")
+    params_dict["sources"] = sources
+    write_params(tmp_path, params_dict)
+    assert_user_error(run_module("pipeline.fetch", tmp_path), *fragments)
+    assert existing.read_bytes() == b"previous good output"
+
+
+def test_bad_params_stop_a_stage_with_one_line(tmp_path, params_dict):
+    params_dict["train"]["batch_size"] = 0
+    write_params(tmp_path, params_dict)
+    assert_user_error(run_module("pipeline.fetch", tmp_path), "train.batch_size = 0", "integer >= 1")
