@@ -1,0 +1,49 @@
+"""dvc.yaml lists, for every stage, each pipeline module the stage imports (directly or not), so that a code
+change reruns exactly the stages it can affect."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def module_file(name: str) -> Path | None:
+    path = ROOT / Path(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_files(module: str) -> set[Path]:
+    """Files of every ``pipeline`` module that ``module`` imports, transitively."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        path = module_file(todo.pop())
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pipeline"):
+                todo.append(node.module)
+                todo.extend(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                todo.extend(alias.name for alias in node.names if alias.name.startswith("pipeline"))
+    return {p for p in seen if p.name != "__init__.py" or p.parent != ROOT / "pipeline"}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_imported_module_is_a_dependency(stage):
+    module = STAGES[stage]["cmd"].split("python -m ")[1].split()[0]
+    deps = [ROOT / d for d in STAGES[stage]["deps"] if isinstance(d, str) and not d.startswith("$")]
+    missing = sorted(str(f.relative_to(ROOT)) for f in imported_files(module)
+                     if not any(f == d or d in f.parents for d in deps))
+    assert not missing, f"stage {stage} imports {missing} but dvc.yaml does not list them as deps"
