@@ -1,4 +1,4 @@
-"""Optimizers by name, over named parameter groups."""
+"""Optimizers by name, over the architecture's named parameter groups."""
 
 from __future__ import annotations
 
@@ -8,26 +8,49 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from pipeline.groups import decays, frozen_at, multipliers, split_parameters
 from pipeline.params import Train
 
 SGD_MOMENTUM = 0.9
 
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "adamw": lambda groups, lr, wd: torch.optim.AdamW(groups, lr=lr, weight_decay=wd),
-    "adam": lambda groups, lr, wd: torch.optim.Adam(groups, lr=lr, weight_decay=wd),
-    "sgd": lambda groups, lr, wd: torch.optim.SGD(groups, lr=lr, momentum=SGD_MOMENTUM, weight_decay=wd),
+OPTIMIZERS: dict[str, Callable[[list[dict]], Optimizer]] = {
+    "adamw": lambda groups: torch.optim.AdamW(groups),
+    "adam": lambda groups: torch.optim.Adam(groups),
+    "sgd": lambda groups: torch.optim.SGD(groups, momentum=SGD_MOMENTUM),
 }
 
 
-def param_groups(model: nn.Module, lr: float) -> list[dict]:
-    """Named parameter groups; every group's rate is expressed relative to ``lr``."""
-    return [{"name": "all", "params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+def param_groups(model: nn.Module, lr: float, cfg: Train) -> list[dict]:
+    """One optimizer group per named group and weight-decay kind, each at its own multiple of ``lr``.
+    Frozen groups are included from the start (adding groups later breaks schedulers)."""
+    rates = multipliers(cfg)
+    groups = []
+    for name, members in split_parameters(model, cfg.arch).items():
+        decayed = [decays(key, p) or not cfg.groups.no_decay_bias for key, p in members]
+        with_decay = [p for (_, p), d in zip(members, decayed) if d]
+        without = [p for (_, p), d in zip(members, decayed) if not d]
+        for params, decay in ((with_decay, cfg.weight_decay), (without, 0.0)):
+            if params:
+                groups.append({"name": name, "params": params, "lr": lr * rates[name], "weight_decay": decay})
+    return groups
 
 
 def build_optimizer(model: nn.Module, lr: float, cfg: Train) -> Optimizer:
-    return OPTIMIZERS[cfg.optimizer](param_groups(model, lr), lr, cfg.weight_decay)
+    return OPTIMIZERS[cfg.optimizer](param_groups(model, lr, cfg))
 
 
-def group_lrs(optimizer: Optimizer) -> dict[str, float]:
-    """The learning rate in force now, by group name."""
-    return {group.get("name", str(i)): group["lr"] for i, group in enumerate(optimizer.param_groups)}
+def drop_frozen_gradients(optimizer: Optimizer, frozen: set[str]) -> None:
+    """Remove the gradients of frozen groups so that the step leaves them exactly as they are."""
+    if frozen:
+        for group in optimizer.param_groups:
+            if group["name"] in frozen:
+                for param in group["params"]:
+                    param.grad = None
+
+
+def group_lrs(optimizer: Optimizer, frozen: set[str] = frozenset()) -> dict[str, float]:
+    """The learning rate in force now, by group name (0 for a frozen group)."""
+    return {group["name"]: 0.0 if group["name"] in frozen else group["lr"] for group in optimizer.param_groups}
+
+
+__all__ = ["OPTIMIZERS", "build_optimizer", "drop_frozen_gradients", "frozen_at", "group_lrs", "param_groups"]

@@ -32,6 +32,21 @@ def _choice(*options: str) -> dict:
     return {"choices": options}
 
 
+def _span() -> dict:
+    return {"span": True}
+
+
+Span = typing.Union[int, float]  # optimizer steps (an integer) or a fraction of train.steps (a number in [0, 1])
+
+SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "exponential", "polynomial",
+             "cosine_restarts", "cyclic", "one_cycle", "plateau")
+
+
+def to_steps(span: Span, total: int) -> int:
+    """A :data:`Span` in optimizer steps."""
+    return span if isinstance(span, int) else round(span * total)
+
+
 @dataclass(frozen=True)
 class Base:
     seed: int = field(metadata=_range(0))
@@ -80,21 +95,126 @@ class Loss:
 
 
 @dataclass(frozen=True)
+class WarmupCosineOpts:
+    floor: float = field(metadata=_range(0.0, 1.0))  # final rate as a fraction of lr (RIFE: 3e-6 / 3e-4 = 0.01)
+
+
+@dataclass(frozen=True)
+class LinearOpts:
+    end: float = field(metadata=_range(0.0, 1.0))  # final rate as a fraction of lr
+
+
+@dataclass(frozen=True)
+class StepOpts:
+    milestones: tuple[Span, ...] = field(metadata=_span())  # steps (or fractions of the run) where the rate drops
+    factor: float = field(metadata=_range(0.0, 1.0, lo_open=True))
+
+
+@dataclass(frozen=True)
+class ExponentialOpts:
+    gamma: float = field(metadata=_range(0.0, 1.0, lo_open=True))  # factor per step after warmup
+
+
+@dataclass(frozen=True)
+class PolynomialOpts:
+    power: float = field(metadata=_range(0.0, lo_open=True))
+    end: float = field(metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class CosineRestartsOpts:
+    period: Span = field(metadata=_span())  # length of the first cycle
+    mult: int = field(metadata=_range(1))  # each cycle this many times longer than the one before
+    floor: float = field(metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class CyclicOpts:
+    mode: str = field(metadata=_choice("triangular", "triangular2", "exp_range"))
+    base: float = field(metadata=_range(0.0, 1.0))  # lowest rate as a fraction of lr
+    period: Span = field(metadata=_span())  # steps from the lowest rate to lr (as many back down)
+    gamma: float = field(metadata=_range(0.0, 1.0, lo_open=True))  # exp_range: amplitude x gamma ** step
+
+
+@dataclass(frozen=True)
+class OneCycleOpts:
+    pct_start: float = field(metadata=_range(0.0, 1.0, lo_open=True, hi_open=True))
+    div_factor: float = field(metadata=_range(1.0))
+    final_div_factor: float = field(metadata=_range(1.0))
+
+
+@dataclass(frozen=True)
+class PlateauOpts:
+    factor: float = field(metadata=_range(0.0, 1.0, lo_open=True, hi_open=True))
+    patience: int = field(metadata=_range(0))  # validations without improvement before lowering the rate
+    threshold: float = field(metadata=_range(0.0))  # dB of val PSNR that count as an improvement
+    floor: float = field(metadata=_range(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class Schedules:
+    warmup_cosine: WarmupCosineOpts
+    linear: LinearOpts
+    step: StepOpts
+    exponential: ExponentialOpts
+    polynomial: PolynomialOpts
+    cosine_restarts: CosineRestartsOpts
+    cyclic: CyclicOpts
+    one_cycle: OneCycleOpts
+    plateau: PlateauOpts
+
+
+@dataclass(frozen=True)
+class Groups:
+    lr_mult: dict[str, float] = field(metadata=_range(0.0))  # group -> multiplier of lr (absent: 1)
+    layer_decay: float = field(metadata=_range(0.0, 1.0, lo_open=True))  # per block, finest to coarsest
+    no_decay_bias: bool  # no weight decay on biases, PReLU slopes and scale parameters
+
+
+@dataclass(frozen=True)
+class Freeze:
+    groups: dict[str, Span] = field(metadata=_span())  # group -> step (or fraction) where it is unfrozen
+    preset: str = field(metadata=_choice("none", "freeze_then_all"))  # freeze_then_all: only the finest block trains until `until`
+    until: Span = field(metadata=_span())
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    patience: int = field(metadata=_range(0))  # validations without a val PSNR gain of min_delta; 0 = off
+    min_delta: float = field(metadata=_range(0.0))
+
+
+@dataclass(frozen=True)
 class Train:
     arch: str = field(metadata=_choice("hdv3"))
     steps: int = field(metadata=_range(1))  # optimizer steps
     batch_size: int = field(metadata=_range(1))  # per process, per micro-batch
     grad_accum_steps: int = field(metadata=_range(1))
-    schedule: str = field(metadata=_choice("constant", "warmup_constant"))
-    warmup_steps: int = field(metadata=_range(0))
+    schedule: str = field(metadata=_choice(*SCHEDULES))
+    warmup_steps: Span = field(metadata=_span())
+    schedules: Schedules
+    groups: Groups
+    freeze: Freeze
     optimizer: str = field(metadata=_choice("adamw", "adam", "sgd"))
     weight_decay: float = field(metadata=_range(0.0))
     grad_clip: float = field(metadata=_range(0.0))  # max gradient norm; 0 = no clipping
     loss: Loss
     val_every: int = field(metadata=_range(1))  # optimizer steps between validations
     val_max_triplets: int = field(metadata=_range(0))  # 0 = the whole val split
+    early_stopping: EarlyStopping
+    keep: str = field(metadata=_choice("last", "best"))  # output weights: the last step's, or the best on val
+    ema_decay: float = field(metadata=_range(0.0, 1.0, hi_open=True))  # 0 = off; else the average is validated and kept
     checkpoint_every: int = field(metadata=_range(1))  # optimizer steps between resumable checkpoints
     num_workers: int = field(metadata=_range(0))
+
+
+@dataclass(frozen=True)
+class LrFind:
+    min_lr: float = field(metadata=_range(0.0, 1.0, lo_open=True))
+    max_lr: float = field(metadata=_range(0.0, 10.0, lo_open=True))
+    steps: int = field(metadata=_range(10))  # the rate grows exponentially from min_lr to max_lr over these
+    smoothing: float = field(metadata=_range(0.0, 1.0, hi_open=True))  # exponential smoothing of the loss
+    diverge: float = field(metadata=_range(1.0, lo_open=True))  # stop when the smoothed loss passes this x its best
 
 
 @dataclass(frozen=True)
@@ -115,15 +235,36 @@ class Params:
     augment: Augment
     train: Train
     evaluate: Evaluate
+    lr_find: LrFind
 
     def __post_init__(self) -> None:
         _check_consistency(self)
 
 
 def _check_consistency(p: Params) -> None:
-    if p.train.warmup_steps > p.train.steps:
-        raise UserError(f"params: train.warmup_steps = {p.train.warmup_steps} is longer than the run "
-                        f"(train.steps = {p.train.steps})")
+    t = p.train
+    if to_steps(t.warmup_steps, t.steps) > t.steps:
+        raise UserError(f"params: train.warmup_steps = {t.warmup_steps} is longer than the run "
+                        f"(train.steps = {t.steps})")
+    for milestone in t.schedules.step.milestones:
+        if not 0 < to_steps(milestone, t.steps) < t.steps:
+            raise UserError(f"params: train.schedules.step.milestones has {milestone}, outside the run "
+                            f"(train.steps = {t.steps}); milestones fall between step 1 and the last step")
+    if t.schedule == "one_cycle" and t.schedules.one_cycle.pct_start * t.steps < 2:
+        raise UserError(f"params: train.schedules.one_cycle.pct_start = {t.schedules.one_cycle.pct_start:g} "
+                        f"leaves under 2 of the {t.steps} steps for the rise")
+    needs_val = {"train.schedule = plateau": t.schedule == "plateau", "train.keep = best": t.keep == "best",
+                 "train.early_stopping.patience > 0": t.early_stopping.patience > 0}
+    for what, needed in needs_val.items():
+        if needed and t.val_every >= t.steps:
+            raise UserError(f"params: {what} needs validations during the run, but train.val_every = "
+                            f"{t.val_every} is not below train.steps = {t.steps}")
+    if t.freeze.preset != "none" and t.freeze.groups:
+        raise UserError(f"params: train.freeze.preset = {t.freeze.preset} already decides what is frozen; "
+                        f"leave train.freeze.groups empty (it names {', '.join(t.freeze.groups)})")
+    if p.lr_find.min_lr >= p.lr_find.max_lr:
+        raise UserError(f"params: lr_find.min_lr = {p.lr_find.min_lr:g} must be below lr_find.max_lr = "
+                        f"{p.lr_find.max_lr:g}")
     if p.augment.crop % 32:
         raise UserError(f"params: augment.crop = {p.augment.crop}: expected a multiple of 32 "
                         "(RIFE's coarsest block works at 1/32 of the input)")
@@ -169,15 +310,42 @@ def build(cls: type, raw: Any, prefix: str, source: str = "params") -> Any:
 def _convert(hint: Any, value: Any, key: str, meta: dict, source: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key + ".", source)
-    if typing.get_origin(hint) is tuple:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
         if not isinstance(value, list) or not value:
             raise UserError(f"{source}: {key} = {_show(value)}: expected a non-empty list "
                             f"({_describe(hint, meta)})")
-        items = tuple(_scalar(str, v, f"{key}[{i}]", meta, source) for i, v in enumerate(value))
+        items = tuple(_item(item, v, f"{key}[{i}]", meta, source) for i, v in enumerate(value))
         if len(set(items)) != len(items):
-            raise UserError(f"{source}: {key} = {_show(value)}: names must not repeat")
+            raise UserError(f"{source}: {key} = {_show(value)}: entries must not repeat")
         return items
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: {key} = {_show(value)}: expected a mapping of names to "
+                            f"{_describe(typing.get_args(hint)[1], meta)} ({{}} for none)")
+        return {str(k): _item(typing.get_args(hint)[1], v, f"{key}.{k}", meta, source) for k, v in value.items()}
+    return _item(hint, value, key, meta, source)
+
+
+def _item(hint: Any, value: Any, key: str, meta: dict, source: str) -> Any:
+    if meta.get("span"):
+        return _span_value(value, key, source)
     return _scalar(hint, value, key, meta, source)
+
+
+def _span_value(value: Any, key: str, source: str) -> int | float:
+    """An integer is a count of optimizer steps; a number in [0, 1] with a point is a fraction of the run."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        value = float(value)
+    if isinstance(value, float) and 0.0 <= value <= 1.0:
+        return value
+    raise UserError(f"{source}: {key} = {_show(value)}: expected a number of steps (an integer >= 0) or a "
+                    "fraction of train.steps (a number from 0.0 to 1.0)")
 
 
 def _scalar(hint: type, value: Any, key: str, meta: dict, source: str) -> Any:
@@ -217,6 +385,10 @@ def _describe(hint: Any, meta: dict) -> str:
     if "choices" in meta:
         many = "a list of " if typing.get_origin(hint) is tuple else ""
         return f"{many}one of: {', '.join(meta['choices'])}"
+    if meta.get("span"):
+        return "a number of steps (integer) or a fraction of train.steps (0.0 to 1.0)"
+    if typing.get_origin(hint) is dict:
+        return f"a mapping of names to {_describe(typing.get_args(hint)[1], meta)}"
     kind = {bool: "true or false", int: "an integer", float: "a number", str: "a non-empty string"}.get(
         hint, "a mapping" if dataclasses.is_dataclass(hint) else str(hint))
     if "range" not in meta:

@@ -31,14 +31,16 @@ from tqdm import tqdm
 
 from pipeline.data import TrainSamples, split_triplets
 from pipeline.errors import EXIT_INTERRUPTED, UserError, user_facing
+from pipeline.groups import check_group_names, frozen_at, unfreeze_steps
 from pipeline.inference import score_rows
 from pipeline.losses import needs_teacher, rife_loss
 from pipeline.models import check_timesteps, load_checkpoint, save_checkpoint
-from pipeline.optim import build_optimizer, group_lrs
+from pipeline.optim import build_optimizer, drop_frozen_gradients, group_lrs
 from pipeline.params import Params, load_params
 from pipeline.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_RESULTS
 from pipeline.resume import TrainState, fingerprint
-from pipeline.schedules import build_scheduler
+from pipeline.schedules import build_scheduler, observe_validation
+from pipeline.selection import BestOnValidation, moving_average
 
 log = logging.getLogger("pipeline.train")
 
@@ -99,13 +101,12 @@ def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterato
         epoch, skip = epoch + 1, 0
 
 
-def validate(model: torch.nn.Module, params: Params, accelerator: Accelerator) -> dict[str, float]:
-    """Mean PSNR/SSIM of the current weights on the val split (full frames), shared out over processes."""
+def validate(net: torch.nn.Module, params: Params, accelerator: Accelerator) -> dict[str, float]:
+    """Mean PSNR/SSIM of ``net`` (unwrapped) on the val split (full frames), shared out over processes."""
     rows = split_triplets("val", params.train.val_max_triplets)
     if rows.empty:
         return {}
     check_timesteps(params.train.arch, rows["timestep"], "the val split of data/triplets")
-    net = accelerator.unwrap_model(model)
     net.eval()
     mine = rows.iloc[accelerator.process_index::accelerator.num_processes]
     scores = gather_object(score_rows(net, mine, accelerator.device, round_prediction=True))
@@ -113,8 +114,10 @@ def validate(model: torch.nn.Module, params: Params, accelerator: Accelerator) -
     return {"val/psnr": sum(s[0] for s in scores) / len(scores), "val/ssim": sum(s[1] for s in scores) / len(scores)}
 
 
-def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accelerator) -> dict[str, float]:
-    """One optimizer step over ``grad_accum_steps`` micro-batches; returns the mean loss terms."""
+def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accelerator,
+               frozen: set[str]) -> dict[str, float]:
+    """One optimizer step over ``grad_accum_steps`` micro-batches, leaving ``frozen`` groups untouched;
+    returns the mean loss terms."""
     cfg = params.train
     sums: dict[str, float] = {}
     teach = needs_teacher(cfg.loss)
@@ -126,8 +129,10 @@ def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accele
             if not finite:
                 return {"total": math.nan}
             accelerator.backward(terms["total"])
-            if accelerator.sync_gradients and cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if accelerator.sync_gradients:
+                drop_frozen_gradients(optimizer, frozen)
+                if cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad()
         for name, value in terms.items():
@@ -145,7 +150,11 @@ def run(params: Params) -> None:
     scheduler = build_scheduler(optimizer, cfg)
     loader = make_loader(params, accelerator)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    accelerator.register_for_checkpointing(scheduler)
+    ema = moving_average(accelerator.unwrap_model(model), cfg)
+    best = BestOnValidation(cfg.early_stopping.patience, cfg.early_stopping.min_delta, cfg.keep == "best")
+    for extra in (scheduler, best, ema):
+        if extra is not None:
+            accelerator.register_for_checkpointing(extra)
     key = fingerprint(params.lr, params.base, cfg, accelerator.num_processes,
                       files=(PRETRAINED, AUGMENTED_DIR / "manifest.csv"))
     state = TrainState(accelerator, key)
@@ -154,37 +163,64 @@ def run(params: Params) -> None:
         trim_curves(TRAIN_RESULTS, start)
     accelerator.init_trackers("train", init_kwargs={"dvclive": {
         "dir": str(TRAIN_RESULTS), "dvcyaml": False, "save_dvc_exp": False, "resume": start > 0}})
+
+    def evaluate_now(step: int) -> dict[str, float]:
+        net = ema.module if ema is not None else accelerator.unwrap_model(model)
+        scores = validate(net, params, accelerator)
+        if scores:
+            best.update(scores["val/psnr"], step, net)
+            observe_validation(scheduler, scores["val/psnr"])
+        return scores
+
     if start == 0:
-        accelerator.log(validate(model, params, accelerator), step=0)
+        accelerator.log(evaluate_now(0), step=0)
     batch_iter = batches(accelerator, loader, start * cfg.grad_accum_steps)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", unit="step",
                disable=not accelerator.is_local_main_process)
     samples_per_step = cfg.batch_size * cfg.grad_accum_steps * accelerator.num_processes
+    unfreeze = unfreeze_steps(cfg)
+    done = start
     for step in bar:
         began = time.perf_counter()
-        lrs = group_lrs(optimizer)
-        terms = train_step(model, optimizer, batch_iter, params, accelerator)
+        frozen = frozen_at(unfreeze, step)
+        lrs = group_lrs(optimizer, frozen)
+        terms = train_step(model, optimizer, batch_iter, params, accelerator, frozen)
         if not math.isfinite(terms["total"]):
             raise UserError(f"training loss is not finite at step {step} (lr {max(lrs.values()):g}); the "
                             "learning rate is likely too high. Lower lr; the last good checkpoint is kept in "
                             f"{state.directory}")
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(accelerator.unwrap_model(model))
         record = {f"train/loss_{k}" if k != "total" else "train/loss": v for k, v in terms.items()}
         record.update({f"lr/{name}": value for name, value in lrs.items()})
         record["train/samples_per_s"] = samples_per_step / (time.perf_counter() - began)
         done = step + 1
         if done % cfg.val_every == 0 or done == cfg.steps:
-            record.update(validate(model, params, accelerator))
+            record.update(evaluate_now(done))
         accelerator.log(record, step=done)
         bar.set_postfix(loss=f"{terms['total']:.4f}", lr=f"{max(lrs.values()):.2e}")
+        if best.should_stop():
+            log.info("early stopping at step %d: val PSNR has not beaten %.3f dB (step %d) for %d validations",
+                     done, best.best_psnr, best.best_step, best.bad)
+            break
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             state.save(done)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_checkpoint(accelerator.unwrap_model(model), FINETUNED)
-        log.info("wrote %s", FINETUNED)
+        save_output(accelerator.unwrap_model(model), ema, best, cfg)
     accelerator.end_training()
     state.clear()
+
+
+def save_output(model: torch.nn.Module, ema, best: BestOnValidation, cfg) -> None:
+    """Write the weights ``train.keep`` asks for: the last step's (or their moving average), or the best on val."""
+    net = ema.module if ema is not None else model
+    if cfg.keep == "best" and best.weights is not None:
+        net.load_state_dict(best.weights)
+        log.info("keeping the weights of step %d (val PSNR %.3f dB)", best.best_step, best.best_psnr)
+    save_checkpoint(net, FINETUNED)
+    log.info("wrote %s", FINETUNED)
 
 
 def launch(launcher_flags: list[str]) -> None:
@@ -208,6 +244,7 @@ def launch(launcher_flags: list[str]) -> None:
 @user_facing
 def main() -> None:
     params = load_params()
+    check_group_names(params.train)
     if LAUNCHED_BY_ACCELERATE not in os.environ:
         load_checkpoint(PRETRAINED, params.train.arch)  # a checkpoint that does not fit stops here, in one line
         launch(sys.argv[1:])

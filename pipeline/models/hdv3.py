@@ -83,6 +83,9 @@ class IFNetHDv3(nn.Module):
     arch = "hdv3"
     pad_multiple = PAD_MULTIPLE
     supports_timestep = False
+    # Named parameter groups (for differential rates and freezing): key prefix of each; blocks finest first.
+    param_groups = {"block0": "block0.", "block1": "block1.", "block2": "block2.", "teacher": "block_tea."}
+    blocks_fine_to_coarse = ("block2", "block1", "block0")
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,60 +1,15 @@
-"""Learning-rate schedules against their formulas; metrics against known values and scikit-image."""
+"""Metrics against known values and scikit-image; the paired bootstrap."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pipeline.evaluate import paired_difference
 from pipeline.metrics import prediction_to_255, psnr, ssim
-from pipeline.params import build, Train
-from pipeline.schedules import SCHEDULES, build_scheduler
-
-
-@pytest.fixture()
-def train_cfg(params_dict) -> Train:
-    return build(Train, params_dict["train"], "train.")
-
-
-def lr_curve(cfg: Train, lr: float, steps: int) -> list[float]:
-    """The learning rate in force at each optimizer step, stepping as the train stage does."""
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.AdamW([param], lr=lr)
-    scheduler = build_scheduler(optimizer, cfg)
-    curve = []
-    for _ in range(steps):
-        curve.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return curve
-
-
-def test_warmup_constant_formula(train_cfg):
-    cfg = replace(train_cfg, schedule="warmup_constant", warmup_steps=10, steps=50)
-    curve = lr_curve(cfg, 1e-5, 50)
-    assert curve[0] == pytest.approx(1e-6)
-    assert curve[4] == pytest.approx(5e-6)
-    assert curve[9] == 1e-5  # the end of warmup is exactly lr
-    assert all(v == 1e-5 for v in curve[9:])
-    assert all(a < b for a, b in zip(curve[:9], curve[1:10]))
-
-
-@pytest.mark.parametrize("name", sorted(SCHEDULES))
-def test_every_schedule_peaks_at_lr_and_stays_positive(train_cfg, name):
-    cfg = replace(train_cfg, schedule=name, warmup_steps=5, steps=30)
-    curve = lr_curve(cfg, 3e-5, 30)
-    assert max(curve) == pytest.approx(3e-5)
-    assert min(curve) > 0
-
-
-def test_zero_warmup_is_constant(train_cfg):
-    cfg = replace(train_cfg, schedule="warmup_constant", warmup_steps=0)
-    assert lr_curve(cfg, 2e-5, 5) == [2e-5] * 5
 
 
 def test_psnr_of_a_known_error():

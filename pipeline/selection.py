@@ -1,0 +1,52 @@
+"""Choosing the weights to keep: the best on validation PSNR, early stopping, and a moving average.
+
+Both objects have ``state_dict`` / ``load_state_dict`` so Accelerate saves them with every resumable
+checkpoint: a resumed run remembers its best score, its patience count and its averaged weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from pipeline.params import Train
+
+
+class BestOnValidation:
+    """Validation PSNR so far: the best score, its step and (when ``keep_weights``) a CPU copy of its
+    weights; and how many validations in a row have not beaten it by ``min_delta`` (for early stopping)."""
+
+    def __init__(self, patience: int, min_delta: float, keep_weights: bool) -> None:
+        self.patience, self.min_delta, self.keep_weights = patience, min_delta, keep_weights
+        self.best_psnr, self.best_step, self.bad = -math.inf, -1, 0
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def update(self, psnr: float, step: int, model: nn.Module) -> bool:
+        """Take the score of ``model`` at ``step``; True if it is the new best."""
+        if psnr > self.best_psnr + self.min_delta:
+            self.best_psnr, self.best_step, self.bad = psnr, step, 0
+            if self.keep_weights:
+                self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return True
+        self.bad += 1
+        return False
+
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best_psnr": self.best_psnr, "best_step": self.best_step, "bad": self.bad, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_psnr, self.best_step, self.bad = state["best_psnr"], state["best_step"], state["bad"]
+        self.weights = state["weights"]
+
+
+def moving_average(model: nn.Module, cfg: Train) -> AveragedModel | None:
+    """torch's exponential moving average of ``model``'s weights, or None when ``train.ema_decay`` is 0."""
+    if not cfg.ema_decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
