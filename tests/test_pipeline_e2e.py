@@ -30,6 +30,7 @@ TINY = {
     "train": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "val_every": 3, "val_max_triplets": 1,
               "checkpoint_every": 2},
     "evaluate": {"max_triplets": 2, "bootstrap_samples": 200},
+    "lr_find": {"steps": 12},
 }
 
 
@@ -49,8 +50,8 @@ def tiny_params(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def lr_curve(root: Path) -> pd.DataFrame:
-    return pd.read_csv(root / "results/train/plots/metrics/lr/all.tsv", sep="\t")
+def lr_curve(root: Path, group: str = "block2") -> pd.DataFrame:
+    return pd.read_csv(root / f"results/train/plots/metrics/lr/{group}.tsv", sep="\t")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def project(tmp_path_factory) -> tuple[Path, str]:
 
 def test_repro_runs_every_stage_and_writes_metrics(project):
     root, log = project
-    for stage in ("fetch", "extract", "augment", "train", "evaluate"):
+    for stage in ("fetch", "extract", "augment", "train", "evaluate", "lr_find"):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
     assert metrics["triplets"] == 2
@@ -77,7 +78,9 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
         assert 10 < metrics[method]["psnr"] < 60 and 0 < metrics[method]["ssim"] <= 1
     gain = metrics["finetuned_minus_pretrained"]
     assert gain["psnr_ci95_low"] <= gain["psnr"] <= gain["psnr_ci95_high"]
-    assert lr_curve(root)["all"].iloc[-1] == pytest.approx(3e-5)
+    assert lr_curve(root)["block2"].iloc[-1] == pytest.approx(3e-5)
+    found = json.loads((root / "results/lr_find/metrics.json").read_text())
+    assert set(found["suggested"]) == {"steepest", "minimum_div_10", "valley"} and found["steps_run"] >= 6
     assert not (root / "state/train").exists()  # resumable state is removed once the run completes
 
 
@@ -93,13 +96,13 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     sh(root, "git", "commit", "-qm", "baseline results")
     done = sh(root, "dvc", "exp", "run", "--set-param", "lr=1e-5")
     log = done.stdout + done.stderr
-    for stage in ("fetch", "extract", "augment"):
+    for stage in ("fetch", "extract", "augment", "lr_find"):
         assert f"Stage '{stage}' didn't change, skipping" in log
     for stage in ("train", "evaluate"):
         assert f"Running stage '{stage}'" in log
     assert "lr: 1e-05" in (root / "params.yaml").read_text()  # DVC's spelling, a string to YAML 1.1
     curve = lr_curve(root)
-    assert curve["all"].iloc[-1] == 1e-5  # exactly, not approximately
+    assert curve["block2"].iloc[-1] == 1e-5  # exactly, not approximately
     diff = sh(root, "dvc", "metrics", "diff", "--json")
     changed = json.loads(diff.stdout)
     assert "finetuned.psnr" in changed["results/evaluate/metrics.json"]
@@ -116,8 +119,10 @@ def test_interrupted_training_resumes_to_identical_weights(project):
     sh(root, *train)
     uninterrupted = torch.load(weights, weights_only=True)
     checkpoint = root / "state/train/latest/step.json"
+    # SIGINT back to its default in the child: a suite started in the background (`make test &`) inherits an
+    # ignored SIGINT, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen(train, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -133,3 +138,42 @@ def test_interrupted_training_resumes_to_identical_weights(project):
     assert all(torch.equal(final[k], uninterrupted[k]) for k in uninterrupted)
     steps = pd.read_csv(root / "results/train/plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
     assert steps == list(range(1, 41))
+
+
+def test_the_preview_is_what_training_logs(project):
+    """A strategy with a shape: cosine, layer-wise decay and a group frozen for the first steps."""
+    root, _ = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["lr"] = 2e-5
+    params["train"].update(steps=8, schedule="warmup_cosine", warmup_steps=2, val_every=100, checkpoint_every=100)
+    params["train"]["groups"].update(layer_decay=0.5)
+    params["train"]["freeze"].update(groups={"block0": 3})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(root, sys.executable, "-m", "pipeline.train")
+    sh(root, sys.executable, "-m", "pipeline.lr_preview")
+    preview = pd.read_csv(root / "results/lr_preview/lr.tsv", sep="\t")
+    assert (root / "results/lr_preview/lr.png").stat().st_size > 10_000
+    assert list(preview.columns) == ["step", "block0", "block1", "block2", "teacher"]
+    for group in preview.columns[1:]:
+        logged = lr_curve(root, group)
+        assert logged["step"].tolist() == preview["step"].tolist() == list(range(1, 9))
+        assert logged[group].tolist() == pytest.approx(preview[group].tolist(), rel=1e-12)
+    assert preview["block0"].tolist()[:3] == [0.0] * 3 and preview["block0"][3] > 0
+    assert preview["block1"][1] == pytest.approx(1e-5)  # end of warmup: lr x 0.5
+
+
+
+def test_early_stopping_keeps_the_best_weights(project):
+    """min_delta no run can reach: the first validation after step 0 is not better, training stops there, and
+    `keep: best` writes the step-0 weights (the pretrained ones, also the moving average's starting point)."""
+    root, _ = project
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"].update(steps=6, schedule="plateau", val_every=1, checkpoint_every=100, keep="best",
+                           ema_decay=0.5, early_stopping={"patience": 1, "min_delta": 50.0})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = sh(root, sys.executable, "-m", "pipeline.train")
+    assert "early stopping at step 1" in done.stderr and "keeping the weights of step 0" in done.stderr
+    final = torch.load(root / "models/finetuned/flownet.pkl", weights_only=True)
+    pretrained = torch.load(root / "models/pretrained/flownet.pkl", weights_only=True)
+    assert final.keys() == pretrained.keys()
+    assert all(torch.equal(final[k], pretrained[k]) for k in final)
