@@ -50,6 +50,16 @@ def tiny_params(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def train_params(root: Path, lr: float | None = None, **changes) -> dict:
+    """Write the committed tiny params with ``train`` changes (each test starts from the same baseline)."""
+    params = yaml.safe_load(sh(root, "git", "show", "HEAD:params.yaml").stdout)
+    params["train"].update(changes)
+    if lr is not None:
+        params["lr"] = lr
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
 def lr_curve(root: Path, group: str = "block2") -> pd.DataFrame:
     return pd.read_csv(root / f"results/train/plots/metrics/lr/{group}.tsv", sep="\t")
 
@@ -111,9 +121,7 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
 def test_interrupted_training_resumes_to_identical_weights(project):
     """Ctrl-C after a checkpoint, rerun: the run continues from it and ends bit-identical to an uninterrupted one."""
     root, _ = project
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"].update(steps=40, warmup_steps=4, checkpoint_every=5, val_every=100)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train_params(root, steps=40, warmup_steps=4, checkpoint_every=5, val_every=100)
     weights = root / "models/finetuned/flownet.pkl"
     train = [sys.executable, "-m", "pipeline.train"]
     sh(root, *train)
@@ -143,9 +151,8 @@ def test_interrupted_training_resumes_to_identical_weights(project):
 def test_the_preview_is_what_training_logs(project):
     """A strategy with a shape: cosine, layer-wise decay and a group frozen for the first steps."""
     root, _ = project
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["lr"] = 2e-5
-    params["train"].update(steps=8, schedule="warmup_cosine", warmup_steps=2, val_every=100, checkpoint_every=100)
+    params = train_params(root, lr=2e-5, steps=8, schedule="warmup_cosine", warmup_steps=2, val_every=100,
+                          checkpoint_every=100)
     params["train"]["groups"].update(layer_decay=0.5)
     params["train"]["freeze"].update(groups={"block0": 3})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -167,13 +174,48 @@ def test_early_stopping_keeps_the_best_weights(project):
     """min_delta no run can reach: the first validation after step 0 is not better, training stops there, and
     `keep: best` writes the step-0 weights (the pretrained ones, also the moving average's starting point)."""
     root, _ = project
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"].update(steps=6, schedule="plateau", val_every=1, checkpoint_every=100, keep="best",
-                           ema_decay=0.5, early_stopping={"patience": 1, "min_delta": 50.0})
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train_params(root, steps=6, schedule="plateau", val_every=1, checkpoint_every=100, keep="best",
+                 ema_decay=0.5, early_stopping={"patience": 1, "min_delta": 50.0})
     done = sh(root, sys.executable, "-m", "pipeline.train")
     assert "early stopping at step 1" in done.stderr and "keeping the weights of step 0" in done.stderr
     final = torch.load(root / "models/finetuned/flownet.pkl", weights_only=True)
     pretrained = torch.load(root / "models/pretrained/flownet.pkl", weights_only=True)
     assert final.keys() == pretrained.keys()
     assert all(torch.equal(final[k], pretrained[k]) for k in final)
+
+
+
+
+def test_two_cpu_processes_take_the_same_steps_and_rates(project):
+    """Two processes (DDP over gloo): the schedule still ends at the last optimizer step."""
+    root, _ = project
+    train_params(root, steps=4, schedule="warmup_cosine", warmup_steps=1, batch_size=1, val_every=2,
+                 checkpoint_every=100)
+    train = [sys.executable, "-m", "pipeline.train"]
+    sh(root, *train)
+    single = {g: lr_curve(root, g) for g in ("block2", "teacher")}
+    # `accelerate launch --cpu --num_processes 2` starts one process; this is the launch that starts two
+    two = subprocess.run([*train, "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517"],
+                         cwd=root, env={**ENV, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "with 2 process(es) (DistributedType.MULTI_CPU)" in two.stderr
+    for group, curve in single.items():
+        assert lr_curve(root, group)[group].tolist() == curve[group].tolist()
+        assert lr_curve(root, group)["step"].tolist() == [1, 2, 3, 4]
+    val = pd.read_csv(root / "results/train/plots/metrics/val/psnr.tsv", sep="\t")
+    assert val["step"].tolist() == [0, 2, 4]
+
+
+def test_a_non_finite_loss_stops_with_one_line(project):
+    root, _ = project
+    weights = root / "models/finetuned/flownet.pkl"
+    before = weights.read_bytes()
+    params = train_params(root, steps=3, checkpoint_every=100, val_every=100)
+    params["train"]["loss"]["laplacian"] = 1e40  # overflows float32: the loss is inf at the first step
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "pipeline.train"], cwd=root, env=ENV, capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training loss is not finite at step 0") and "Lower lr" in last
+    assert weights.read_bytes() == before
