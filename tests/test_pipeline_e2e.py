@@ -187,10 +187,11 @@ def test_early_stopping_keeps_the_best_weights(project):
 
 
 def test_two_cpu_processes_take_the_same_steps_and_rates(project):
-    """Two processes (DDP over gloo): the schedule still ends at the last optimizer step."""
+    """Two processes (DDP over gloo) and gradient accumulation: the schedule still ends at the last optimizer
+    step."""
     root, _ = project
-    train_params(root, steps=4, schedule="warmup_cosine", warmup_steps=1, batch_size=1, val_every=2,
-                 checkpoint_every=100)
+    train_params(root, steps=4, schedule="warmup_cosine", warmup_steps=1, batch_size=1, grad_accum_steps=2,
+                 val_every=2, checkpoint_every=100)
     train = [sys.executable, "-m", "pipeline.train"]
     sh(root, *train)
     single = {g: lr_curve(root, g) for g in ("block2", "teacher")}

@@ -7,7 +7,8 @@ Needs the outputs of `dvc repro augment` and the pretrained checkpoint (``data/a
 
 1. samples/s of ``python -m pipeline.train`` against a minimal plain-PyTorch loop (target: ratio >= 0.95);
 2. the share of a training step spent waiting for data (target: under 5%);
-3. achieved FLOP/s (forward + backward, counted by torch's FlopCounterMode) as a fraction of this machine's
+3. peak memory of the stage with the real training set and with one several times larger (same steps);
+4. achieved FLOP/s (forward + backward, counted by torch's FlopCounterMode) as a fraction of this machine's
    float32 matrix-multiply rate, for the plain loop as it is and with ``channels_last``.
 """
 
@@ -23,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -52,24 +54,52 @@ def matmul_rate(sizes: tuple[int, ...] = (1024, 2048, 4096), seconds: float = 2.
     return best
 
 
-def stage_rate(steps: int) -> float:
-    """Median samples/s the real stage logs, run in a scratch copy of the project."""
+PEAK_RSS = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+if done.returncode:
+    sys.exit(done.stderr[-3000:])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def enlarged_samples(src: Path, dest: Path, copies: int) -> None:
+    """``dest`` holds the training samples of ``src`` repeated ``copies`` times (a bigger dataset)."""
+    dest.mkdir(parents=True)
+    samples = np.load(src / "samples.npy", mmap_mode="r")
+    out = np.lib.format.open_memmap(dest / "samples.npy", mode="w+", dtype=np.uint8,
+                                    shape=(len(samples) * copies, *samples.shape[1:]))
+    for i in range(copies):
+        out[i * len(samples):(i + 1) * len(samples)] = samples
+    out.flush()
+    manifest = pd.read_csv(src / "manifest.csv")
+    pd.concat([manifest] * copies, ignore_index=True).to_csv(dest / "manifest.csv", index=False)
+
+
+def run_stage(steps: int, copies: int = 1) -> tuple[float, float]:
+    """Median samples/s the real stage logs and its peak RSS in MB, run in a scratch copy of the project
+    whose training set is the real one repeated ``copies`` times."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in ("pipeline", "params.yaml"):
             (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, work / name)
-        for name in ("data/augmented", "data/triplets", "models/pretrained"):
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(ROOT / name, work / name)
+        (work / "data").mkdir()
+        (work / "models").mkdir()
+        os.symlink(ROOT / "data/triplets", work / "data/triplets")
+        os.symlink(ROOT / "models/pretrained", work / "models/pretrained")
+        if copies == 1:
+            os.symlink(ROOT / "data/augmented", work / "data/augmented")
+        else:
+            enlarged_samples(ROOT / "data/augmented", work / "data/augmented", copies)
         params = yaml.safe_load((work / "params.yaml").read_text())
         params["train"].update(steps=steps, warmup_steps=0, val_every=10 * steps, checkpoint_every=10 * steps)
         (work / "params.yaml").write_text(yaml.safe_dump(params))
-        done = subprocess.run([sys.executable, "-m", "pipeline.train"], cwd=work, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(work)})
+        done = subprocess.run([sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "pipeline.train"], cwd=work,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(work)})
         if done.returncode:
             sys.exit(done.stderr[-3000:])
         rates = pd.read_csv(work / "results/train/plots/metrics/train/samples_per_s.tsv", sep="\t")
-        return statistics.median(rates.iloc[WARMUP_STEPS:, -1])
+        return statistics.median(rates.iloc[WARMUP_STEPS:, -1]), int(done.stdout.strip()) / 1024
 
 
 def plain_loop(steps: int, channels_last: bool) -> dict[str, float]:
@@ -120,10 +150,12 @@ def plain_loop(steps: int, channels_last: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--copies", type=int, default=8, help="size of the big training set, in copies of the real one")
     args = parser.parse_args()
     os.chdir(ROOT)
     peak = matmul_rate()
-    stage = stage_rate(args.steps)
+    stage, rss = run_stage(args.steps)
+    _, rss_big = run_stage(args.steps, copies=args.copies)
     plain = plain_loop(args.steps, channels_last=False)
     last = plain_loop(args.steps, channels_last=True)
     print(f"threads: {torch.get_num_threads()}, float32 matmul: {peak / 1e9:.1f} GFLOP/s")
@@ -131,6 +163,8 @@ def main() -> None:
         print(f"train stage {stage:.2f} samples/s, {name} {run['samples_per_s']:.2f} samples/s: "
               f"ratio {stage / run['samples_per_s']:.3f} (target >= 0.95)")
     print(f"data wait: {100 * plain['data_wait_share']:.2f}% of a step (target < 5%)")
+    print(f"peak RSS of the stage: {rss:.0f} MB with the real training set, {rss_big:.0f} MB with it "
+          f"{args.copies}x larger: ratio {rss_big / rss:.3f} (target: no growth)")
     for name, run in (("plain", plain), ("channels_last", last)):
         achieved = run["flops_per_step"] / run["seconds_per_step"]
         print(f"{name}: {run['flops_per_step'] / 1e9:.1f} GFLOP per step, {run['seconds_per_step']:.3f} s per step, "
