@@ -18,11 +18,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from pipeline.errors import UserError, user_facing
-from pipeline.fsutil import atomic_dir, atomic_path
-from pipeline.models.checkpoint import DDP_PREFIX, read_state_dict
+from pipeline.fsutil import atomic_dir
+from pipeline.models.checkpoint import read_state_dict, write_state_dict
 from pipeline.params import Sources, load_params
 from pipeline.paths import DEMO_DIR, PRETRAINED
 
@@ -126,8 +124,7 @@ def fetch_checkpoint(sources: Sources) -> None:
             if not os.access(source, os.R_OK):
                 raise UserError(f"sources.checkpoint {source}: not readable")
         state = read_state_dict(source)
-        with atomic_path(PRETRAINED) as out:
-            torch.save({DDP_PREFIX + k: v.float().contiguous() for k, v in state.items()}, out)
+        write_state_dict(state, PRETRAINED)
     log.info("wrote %s (%d tensors, %d parameters)", PRETRAINED, len(state),
              sum(v.numel() for v in state.values()))
 

@@ -136,3 +136,12 @@ def test_validation_batches_only_frames_of_one_size():
     rows = pd.DataFrame({"height": [8, 8, 8, 16, 16, 8], "width": [8, 8, 8, 16, 16, 8]})
     assert [len(c) for c in same_size_chunks(rows, 2)] == [2, 1, 2, 1]
     assert [len(c) for c in same_size_chunks(rows, 10)] == [3, 2, 1]
+
+
+def test_the_same_weights_make_the_same_file(tmp_path):
+    """DVC hashes outputs: writing identical weights twice (via different temporary names) gives equal bytes."""
+    from pipeline.models import create_model, save_checkpoint
+    model = create_model("hdv3")
+    save_checkpoint(model, tmp_path / "a.pkl")
+    save_checkpoint(model, tmp_path / "b.pkl")
+    assert (tmp_path / "a.pkl").read_bytes() == (tmp_path / "b.pkl").read_bytes()

@@ -81,8 +81,17 @@ def _summarise(label: str, keys: list[str], shown: int = 3) -> str:
     return f"{len(keys)} {label} keys: {', '.join(keys[:shown])}{more}; "
 
 
+def write_state_dict(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write ``state`` atomically, with official key names (``module.`` prefix), float32, contiguous, on CPU.
+
+    Saved through a file handle: given a path, torch.save names the archive inside after the file, and the
+    temporary name would make every write of the same weights a different file (and a different DVC hash).
+    """
+    state = {DDP_PREFIX + k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
+
+
 def save_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Write ``model``'s weights atomically with official key names (``module.`` prefix, float32, CPU)."""
-    state = {DDP_PREFIX + k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write ``model``'s weights (see :func:`write_state_dict`)."""
+    write_state_dict(model.state_dict(), path)
