@@ -106,12 +106,17 @@ def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterato
         epoch, skip = epoch + 1, 0
 
 
-def validate(net: torch.nn.Module, params: Params, accelerator: Accelerator) -> dict[str, float]:
-    """Mean PSNR/SSIM of ``net`` (unwrapped) on the val split (full frames), shared out over processes."""
+def val_rows(params: Params) -> pd.DataFrame:
+    """The val triplets every validation scores (read and checked once, before training starts)."""
     rows = split_triplets("val", params.train.val_max_triplets)
+    check_timesteps(params.train.arch, rows["timestep"], "the val split of data/triplets")
+    return rows
+
+
+def validate(net: torch.nn.Module, rows: pd.DataFrame, params: Params, accelerator: Accelerator) -> dict[str, float]:
+    """Mean PSNR/SSIM of ``net`` (unwrapped) on ``rows`` (full frames), shared out over processes."""
     if rows.empty:
         return {}
-    check_timesteps(params.train.arch, rows["timestep"], "the val split of data/triplets")
     net.eval()
     mine = rows.iloc[accelerator.process_index::accelerator.num_processes]
     scores = gather_object(score_rows(net, mine, accelerator.device, round_prediction=True,
@@ -160,6 +165,7 @@ def run(params: Params) -> None:
     optimizer = build_optimizer(model, params.lr, cfg)
     scheduler = build_scheduler(optimizer, cfg)
     loader = make_loader(params, accelerator)
+    rows = val_rows(params)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema = moving_average(accelerator.unwrap_model(model), cfg)
     best = BestOnValidation(cfg.early_stopping.patience, cfg.early_stopping.min_delta, cfg.keep == "best")
@@ -177,7 +183,7 @@ def run(params: Params) -> None:
 
     def evaluate_now(step: int) -> dict[str, float]:
         net = ema.module if ema is not None else accelerator.unwrap_model(model)
-        scores = validate(net, params, accelerator)
+        scores = validate(net, rows, params, accelerator)
         if scores:
             best.update(scores["val/psnr"], step, net)
             observe_validation(scheduler, scores["val/psnr"])
