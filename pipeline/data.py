@@ -16,7 +16,8 @@ from pipeline.video import read_image
 
 
 class TrainSamples(Dataset):
-    """The stored augmented crops: item ``i`` is (I0, It, I1) as float CHW tensors in [0, 1]."""
+    """The stored augmented crops: item ``i`` is (I0, It, I1) as float CHW tensors in [0, 1] and the
+    target's timestep t (a 0-d float tensor)."""
 
     def __init__(self, root: Path = AUGMENTED_DIR) -> None:
         path = root / SAMPLES_FILE
@@ -28,9 +29,9 @@ class TrainSamples(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         frames = torch.from_numpy(np.array(self.samples[index])).permute(0, 3, 1, 2).float().div_(255.0)
-        return frames[0], frames[1], frames[2]
+        return frames[0], frames[1], frames[2], torch.tensor(self.timesteps[index])
 
 
 def split_triplets(split: str, limit: int = 0, root: Path = TRIPLETS_DIR) -> pd.DataFrame:

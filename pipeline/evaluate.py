@@ -23,7 +23,7 @@ from pipeline.errors import UserError, user_facing
 from pipeline.fsutil import atomic_path, write_text
 from pipeline.inference import interpolate_frames
 from pipeline.metrics import prediction_to_255, psnr, ssim
-from pipeline.models import check_timesteps, load_checkpoint
+from pipeline.models import check_timesteps, load_checkpoint, with_resolved_arch
 from pipeline.params import Params, load_params
 from pipeline.paths import EVALUATE_RESULTS, FINETUNED, PRETRAINED
 
@@ -97,7 +97,7 @@ def summarise(table: pd.DataFrame, params: Params) -> dict:
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = with_resolved_arch(load_params(), PRETRAINED)
     cfg = params.evaluate
     rows = split_triplets("test", cfg.max_triplets)
     if rows.empty:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pipeline.errors import UserError, user_facing
 from pipeline.fsutil import atomic_dir
-from pipeline.models.checkpoint import read_state_dict, write_state_dict
+from pipeline.models import Checkpoint, identify, read_checkpoint, write_state_dict
 from pipeline.params import Sources, load_params
 from pipeline.paths import DEMO_DIR, PRETRAINED
 
@@ -123,10 +123,20 @@ def fetch_checkpoint(sources: Sources) -> None:
                 raise UserError(f"sources.checkpoint {source}: no such file (and not a known name: {known})")
             if not os.access(source, os.R_OK):
                 raise UserError(f"sources.checkpoint {source}: not readable")
-        state = read_state_dict(source)
-        write_state_dict(state, PRETRAINED)
-    log.info("wrote %s (%d tensors, %d parameters)", PRETRAINED, len(state),
-             sum(v.numel() for v in state.values()))
+        checkpoint = read_checkpoint(source)
+        arch = recognised(checkpoint, source)
+        write_state_dict(checkpoint.state, PRETRAINED, checkpoint.extras)
+    log.info("wrote %s: %s, %d tensors, %d parameters%s", PRETRAINED, arch, len(checkpoint.state),
+             sum(v.numel() for v in checkpoint.state.values()),
+             f" (+{len(checkpoint.extras)} training-only tensors kept as they are)" if checkpoint.extras else "")
+
+
+def recognised(checkpoint: Checkpoint, source: Path) -> str:
+    """The architecture ``train.arch: auto`` would pick, for the log; train checks the fit itself."""
+    try:
+        return f"RIFE {identify(checkpoint, source)}"
+    except UserError as err:
+        return f"architecture not recognised ({err})"
 
 
 @user_facing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.models.hdv3 import IFNetOutput
+from pipeline.models.base import IFNetOutput
 from pipeline.params import Loss
 
 PYRAMID_LEVELS = 5  # as in RIFE's LapLoss

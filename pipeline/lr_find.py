@@ -29,7 +29,7 @@ from pipeline.errors import user_facing
 from pipeline.fsutil import atomic_path, write_text
 from pipeline.groups import check_group_names, multipliers
 from pipeline.losses import needs_teacher, rife_loss
-from pipeline.models import load_checkpoint
+from pipeline.models import load_checkpoint, with_resolved_arch
 from pipeline.optim import build_optimizer
 from pipeline.params import Params, load_params
 from pipeline.paths import LR_FIND_RESULTS, PRETRAINED
@@ -95,8 +95,9 @@ def range_test(params: Params) -> pd.DataFrame:
     for step, rate in enumerate(bar):
         for group in optimizer.param_groups:
             group["lr"] = rate * rate_of[group["name"]]
-        img0, gt, img1 = next(batch_iter)
-        loss = rife_loss(model(img0, img1, gt if needs_teacher(cfg.loss) else None), gt, cfg.loss)["total"]
+        img0, gt, img1, timestep = next(batch_iter)
+        teach = needs_teacher(cfg.loss)
+        loss = rife_loss(model(img0, img1, gt if teach else None, timestep=timestep), gt, cfg.loss)["total"]
         if not math.isfinite(loss.item()):
             log.info("loss is not finite at lr %.3g: stopping", rate)
             break
@@ -127,7 +128,7 @@ def plot(curve: pd.DataFrame, suggested: dict[str, float], path) -> None:
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = with_resolved_arch(load_params(), PRETRAINED)
     check_group_names(params.train)
     curve = range_test(params)
     suggested = suggestions(curve["lr"].to_numpy(), curve["smoothed_loss"].tolist())

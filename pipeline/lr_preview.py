@@ -20,10 +20,10 @@ import torch
 from pipeline.errors import user_facing
 from pipeline.fsutil import atomic_path
 from pipeline.groups import check_group_names, frozen_at, unfreeze_steps
-from pipeline.models import create_model
+from pipeline.models import create_model, with_resolved_arch
 from pipeline.optim import build_optimizer, group_lrs
 from pipeline.params import Params, load_params
-from pipeline.paths import LR_PREVIEW_RESULTS
+from pipeline.paths import LR_PREVIEW_RESULTS, PRETRAINED
 from pipeline.plotting import png_figure
 from pipeline.schedules import build_scheduler
 
@@ -60,7 +60,7 @@ def plot(table: pd.DataFrame, title: str, path) -> None:
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = with_resolved_arch(load_params(), PRETRAINED)
     table = lr_table(params)
     LR_PREVIEW_RESULTS.mkdir(parents=True, exist_ok=True)
     with atomic_path(LR_PREVIEW_RESULTS / "lr.tsv") as tmp:

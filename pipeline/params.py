@@ -17,6 +17,9 @@ from pipeline.schema import Span, bounds, build, choice, span, to_steps
 
 PARAMS_FILE = Path("params.yaml")
 
+# train.arch: "auto" (recognised from the checkpoint) or one of pipeline.models.ARCHITECTURES (a test keeps
+# the two lists equal; params stay importable without torch).
+ARCH_NAMES = ("auto", "hdv3", "4.6", "4.18", "4.22", "4.22.lite", "4.25", "4.26")
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "exponential", "polynomial",
              "cosine_restarts", "cyclic", "one_cycle", "plateau")
 
@@ -160,7 +163,7 @@ class EarlyStopping:
 
 @dataclass(frozen=True)
 class Train:
-    arch: str = field(metadata=choice("hdv3"))
+    arch: str = field(metadata=choice(*ARCH_NAMES))
     steps: int = field(metadata=bounds(1))  # optimizer steps
     batch_size: int = field(metadata=bounds(1))  # per process, per micro-batch
     grad_accum_steps: int = field(metadata=bounds(1))

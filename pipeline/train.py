@@ -35,7 +35,7 @@ from pipeline.errors import EXIT_INTERRUPTED, UserError, user_facing
 from pipeline.groups import check_group_names, frozen_at, unfreeze_steps
 from pipeline.inference import score_rows
 from pipeline.losses import needs_teacher, rife_loss
-from pipeline.models import check_timesteps, load_checkpoint, save_checkpoint
+from pipeline.models import check_timesteps, load_checkpoint, read_checkpoint, save_checkpoint, with_resolved_arch
 from pipeline.optim import build_optimizer, drop_frozen_gradients, group_lrs
 from pipeline.params import Params, load_params
 from pipeline.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_RESULTS
@@ -133,9 +133,10 @@ def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accele
     sums: dict[str, float] = {}
     teach = needs_teacher(cfg.loss)
     for _ in range(cfg.grad_accum_steps):
-        img0, gt, img1 = (t.contiguous(memory_format=torch.channels_last) for t in next(batch_iter))
+        *frames, timestep = next(batch_iter)
+        img0, gt, img1 = (f.contiguous(memory_format=torch.channels_last) for f in frames)
         with accelerator.accumulate(model):
-            terms = rife_loss(model(img0, img1, gt if teach else None), gt, cfg.loss)
+            terms = rife_loss(model(img0, img1, gt if teach else None, timestep=timestep), gt, cfg.loss)
             finite = accelerator.gather(torch.isfinite(terms["total"].detach()).reshape(1)).all()
             if not finite:
                 return {"total": math.nan}
@@ -236,7 +237,7 @@ def save_output(model: torch.nn.Module, ema, best: BestOnValidation, cfg) -> Non
     if cfg.keep == "best" and best.weights is not None:
         net.load_state_dict(best.weights)
         log.info("keeping the weights of step %d (val PSNR %.3f dB)", best.best_step, best.best_psnr)
-    save_checkpoint(net, FINETUNED)
+    save_checkpoint(net, FINETUNED, extras=read_checkpoint(PRETRAINED).extras)
     log.info("wrote %s", FINETUNED)
 
 
@@ -260,7 +261,7 @@ def launch(launcher_flags: list[str]) -> None:
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = with_resolved_arch(load_params(), PRETRAINED)
     check_group_names(params.train)
     if LAUNCHED_BY_ACCELERATE not in os.environ and LAUNCHED_BY_TORCHRUN not in os.environ:
         load_checkpoint(PRETRAINED, params.train.arch)  # a checkpoint that does not fit stops here, in one line

@@ -18,7 +18,7 @@ def write(tmp_path, data, text=None):
 def test_project_params_load(tmp_path, params_dict):
     params = load_params(write(tmp_path, params_dict))
     assert params.lr == 1e-5
-    assert params.train.arch == "hdv3"
+    assert params.train.arch == "auto"
     assert params.evaluate.methods == ("finetuned", "pretrained", "repeat", "blend")
 
 
@@ -34,7 +34,7 @@ def test_learning_rate_in_any_yaml_form_is_the_same_float(tmp_path, params_dict,
     ("train", "steps", 2.5, r"train\.steps = 2\.5: expected an integer"),
     ("train", "steps", "many", r"train\.steps = 'many': expected an integer"),
     ("train", "schedule", "cosine_wobble", r"train\.schedule = 'cosine_wobble': expected one of: constant, warmup_constant"),
-    ("train", "arch", "4.99", r"train\.arch = '4\.99': expected one of: hdv3"),
+    ("train", "arch", "4.99", r"train\.arch = '4\.99': expected one of: auto, hdv3, 4\.6"),
     ("augment", "hflip", 1.5, r"augment\.hflip = 1\.5: expected a number >= 0 and <= 1"),
     ("evaluate", "methods", ["finetuned", "magic"], r"evaluate\.methods\[1\] = 'magic': expected one of: finetuned"),
     ("evaluate", "round_prediction", "yes", r"evaluate\.round_prediction = 'yes': expected true or false"),

@@ -2,12 +2,16 @@
 
 Official files are the ``state_dict`` of a DDP-wrapped IFNet, so every key starts with ``module.``.
 They are read with ``weights_only=True``: a pickle that would run code is refused before anything runs.
+Tensors that only the official training code used (``teacher.*`` of the 4.x files, ``caltime.*`` of 4.26)
+are set apart as ``extras``: never loaded into a network, but written back unchanged next to the fine-tuned
+weights, so our file has the same keys as the one the user brought.
 """
 
 from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,8 +25,21 @@ DDP_PREFIX = "module."
 TRAINING_ONLY_PREFIXES = ("teacher.", "caltime.")
 
 
+@dataclass
+class Checkpoint:
+    """A checkpoint's tensors under plain names (no ``module.``), the network's apart from the extras."""
+
+    state: dict[str, torch.Tensor]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Plain ``{name: tensor}`` of a checkpoint, ``module.`` prefix and training-only keys removed."""
+    return read_checkpoint(path).state
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read ``path`` safely; one ``UserError`` line for a missing, unsafe, truncated or foreign file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
@@ -41,12 +58,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raw = raw["state_dict"]
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise UserError(f"checkpoint {path}: expected a state_dict of tensors, got {type(raw).__name__}")
-    state = {}
+    checkpoint = Checkpoint({})
     for key, value in raw.items():
         name = key[len(DDP_PREFIX):] if key.startswith(DDP_PREFIX) else key
-        if not name.startswith(TRAINING_ONLY_PREFIXES):
-            state[name] = value
-    return state
+        (checkpoint.extras if name.startswith(TRAINING_ONLY_PREFIXES) else checkpoint.state)[name] = value
+    if not checkpoint.state:
+        raise UserError(f"checkpoint {path}: holds only training-only tensors ({', '.join(list(raw)[:3])})")
+    return checkpoint
 
 
 def _first_line(err: Exception) -> str:
@@ -56,42 +74,37 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0]
 
 
-def load_checkpoint(path: str | Path, arch: str) -> nn.Module:
-    """Build ``arch`` and load ``path`` into it with ``strict=True``; returns the model in eval mode."""
-    from pipeline.models import create_model
-
-    model = create_model(arch)
-    state = read_state_dict(path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong_shape:
-        raise UserError(f"checkpoint {path} does not fit architecture {arch!r}: "
-                        f"{_summarise('missing', missing)}{_summarise('unexpected', unexpected)}"
-                        f"{_summarise('wrong shape', wrong_shape)}".rstrip("; "))
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return model.eval()
+def mismatches(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> dict[str, list[str]]:
+    """Keys of ``state`` missing, unexpected or of the wrong shape for a network with ``expected`` shapes."""
+    return {"missing": sorted(set(expected) - set(state)),
+            "unexpected": sorted(set(state) - set(expected)),
+            "wrong shape": sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != expected[k])}
 
 
-def _summarise(label: str, keys: list[str], shown: int = 3) -> str:
-    if not keys:
-        return ""
+def describe(found: dict[str, list[str]], shown: int = 3) -> str:
+    """``2 missing keys: a, b; 1 wrong shape keys: c`` (empty when nothing mismatches)."""
+    return "; ".join(_summarise(label, keys, shown) for label, keys in found.items() if keys)
+
+
+def _summarise(label: str, keys: list[str], shown: int) -> str:
     more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
-    return f"{len(keys)} {label} keys: {', '.join(keys[:shown])}{more}; "
+    return f"{len(keys)} {label} keys: {', '.join(keys[:shown])}{more}"
 
 
-def write_state_dict(state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Write ``state`` atomically, with official key names (``module.`` prefix), float32, contiguous, on CPU.
+def write_state_dict(state: dict[str, torch.Tensor], path: str | Path,
+                     extras: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``state`` (then ``extras``) atomically, with official key names (``module.`` prefix), float32,
+    contiguous, on CPU.
 
     Saved through a file handle: given a path, torch.save names the archive inside after the file, and the
     temporary name would make every write of the same weights a different file (and a different DVC hash).
     """
-    state = {DDP_PREFIX + k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+    merged = {**state, **(extras or {})}
+    state = {DDP_PREFIX + k: v.detach().to("cpu", torch.float32).contiguous() for k, v in merged.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(state, handle)
 
 
-def save_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Write ``model``'s weights (see :func:`write_state_dict`)."""
-    write_state_dict(model.state_dict(), path)
+def save_checkpoint(model: nn.Module, path: str | Path, extras: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``model``'s weights and the ``extras`` of the checkpoint it came from (see :func:`write_state_dict`)."""
+    write_state_dict(model.state_dict(), path, extras)

@@ -7,12 +7,10 @@ and the weights we save load back into the official implementation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from pipeline.models.base import MIDDLE, FlowNet, IFNetOutput, resize, swap_flow
 from pipeline.models.warp import backward_warp
 
 WIDTH = 90  # channels of every HDv3 IFBlock
@@ -24,13 +22,6 @@ PAD_MULTIPLE = 32  # input sides must be multiples of this (coarsest block works
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=True), nn.PReLU(cout))
-
-
-def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
-    if factor == 1.0:
-        return x
-    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False,
-                         recompute_scale_factor=False)
 
 
 class IFBlock(nn.Module):
@@ -50,35 +41,19 @@ class IFBlock(nn.Module):
                              nn.ConvTranspose2d(width // 2, out_channels, 4, 2, 1))
 
     def forward(self, x: torch.Tensor, flow: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        x = _resize(x, 1.0 / scale)
-        flow = _resize(flow, 1.0 / scale) * (1.0 / scale)
+        x = resize(x, 1.0 / scale)
+        flow = resize(flow, 1.0 / scale) * (1.0 / scale)
         feat = self.conv0(torch.cat((x, flow), 1))
         for block in (self.convblock0, self.convblock1, self.convblock2, self.convblock3):
             feat = block(feat) + feat
-        flow = _resize(self.conv1(feat), scale) * scale
-        mask = _resize(self.conv2(feat), scale)
+        flow = resize(self.conv1(feat), scale) * scale
+        mask = resize(self.conv2(feat), scale)
         return flow, mask
 
 
-def _swap_flow(flow: torch.Tensor) -> torch.Tensor:
-    """Exchange the I0 and I1 halves of a 4-channel flow."""
-    return torch.cat((flow[:, 2:4], flow[:, 0:2]), 1)
-
-
-@dataclass
-class IFNetOutput:
-    """Everything a training loss may need; ``prediction`` is the final frame."""
-
-    prediction: torch.Tensor
-    merged: list[torch.Tensor] = field(default_factory=list)  # prediction after each block
-    flows: list[torch.Tensor] = field(default_factory=list)  # accumulated flow after each block
-    masks: list[torch.Tensor] = field(default_factory=list)  # sigmoid mask after each block
-    teacher_prediction: torch.Tensor | None = None
-    teacher_flow: torch.Tensor | None = None
-
-
-class IFNetHDv3(nn.Module):
-    """RIFE HDv3 flow network. ``forward`` takes RGB frames in [0, 1] whose sides are multiples of 32."""
+class IFNetHDv3(FlowNet):
+    """RIFE HDv3 flow network. ``forward`` takes RGB frames in [0, 1] whose sides are multiples of 32;
+    it predicts the middle frame only (the data stages check that the targets are middle frames)."""
 
     arch = "hdv3"
     pad_multiple = PAD_MULTIPLE
@@ -86,6 +61,7 @@ class IFNetHDv3(nn.Module):
     # Named parameter groups (for differential rates and freezing): key prefix of each; blocks finest first.
     param_groups = {"block0": "block0.", "block1": "block1.", "block2": "block2.", "teacher": "block_tea."}
     blocks_fine_to_coarse = ("block2", "block1", "block0")
+    has_teacher = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -95,7 +71,7 @@ class IFNetHDv3(nn.Module):
         self.block_tea = IFBlock(TEACHER_IN)
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, gt: torch.Tensor | None = None,
-                scale: float = 1.0) -> IFNetOutput:
+                timestep: float | torch.Tensor = MIDDLE, scale: float = 1.0) -> IFNetOutput:
         flow = img0.new_zeros(img0.shape[0], 4, img0.shape[2], img0.shape[3])
         mask = img0.new_zeros(img0.shape[0], 1, img0.shape[2], img0.shape[3])
         warped0, warped1 = img0, img1
@@ -103,8 +79,8 @@ class IFNetHDv3(nn.Module):
         for block, block_scale in zip((self.block0, self.block1, self.block2), SCALES):
             # HDv3 runs every block in both directions and averages, which keeps it symmetric.
             f0, m0 = block(torch.cat((warped0, warped1, mask), 1), flow, block_scale / scale)
-            f1, m1 = block(torch.cat((warped1, warped0, -mask), 1), _swap_flow(flow), block_scale / scale)
-            flow = flow + (f0 + _swap_flow(f1)) / 2
+            f1, m1 = block(torch.cat((warped1, warped0, -mask), 1), swap_flow(flow), block_scale / scale)
+            flow = flow + (f0 + swap_flow(f1)) / 2
             mask = mask + (m0 - m1) / 2
             warped0 = backward_warp(img0, flow[:, :2])
             warped1 = backward_warp(img1, flow[:, 2:4])
@@ -125,17 +101,3 @@ class IFNetHDv3(nn.Module):
         weight = torch.sigmoid(mask + md)
         out.teacher_prediction = (backward_warp(img0, out.teacher_flow[:, :2]) * weight
                                   + backward_warp(img1, out.teacher_flow[:, 2:4]) * (1 - weight))
-
-    @torch.no_grad()
-    def interpolate(self, img0: torch.Tensor, img1: torch.Tensor, timestep: float = 0.5,
-                    scale: float = 1.0) -> torch.Tensor:
-        """Middle frame between (B,3,H,W) RGB frames in [0, 1], any H and W (padded, then cropped back)."""
-        if timestep != 0.5:
-            raise ValueError(f"RIFE HDv3 predicts only the middle frame (timestep 0.5), got {timestep}")
-        height, width = img0.shape[2:]
-        multiple = int(self.pad_multiple / min(scale, 1.0))
-        pad_h = (multiple - height % multiple) % multiple
-        pad_w = (multiple - width % multiple) % multiple
-        img0 = F.pad(img0, (0, pad_w, 0, pad_h))
-        img1 = F.pad(img1, (0, pad_w, 0, pad_h))
-        return self(img0, img1, scale=scale).prediction[:, :, :height, :width]

@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.data import TrainSamples
 from pipeline.losses import needs_teacher, rife_loss
-from pipeline.models import load_checkpoint
+from pipeline.models import load_checkpoint, with_resolved_arch
 from pipeline.optim import build_optimizer
 from pipeline.params import load_params
 
@@ -105,7 +105,7 @@ def run_stage(steps: int, copies: int = 1) -> tuple[float, float]:
 def plain_loop(steps: int, channels_last: bool) -> dict[str, float]:
     """The same model, optimizer, loss and batches in the plainest loop; rates and the data-wait share."""
     params = load_params(ROOT / "params.yaml")
-    cfg = params.train
+    cfg = with_resolved_arch(params, ROOT / "models/pretrained/flownet.pkl").train
     torch.manual_seed(0)
     model = load_checkpoint(ROOT / "models/pretrained/flownet.pkl", cfg.arch).train()
     if channels_last:
@@ -120,17 +120,17 @@ def plain_loop(steps: int, channels_last: bool) -> dict[str, float]:
     for step in range(steps):
         began = time.perf_counter()
         try:
-            img0, gt, img1 = next(batches)
+            img0, gt, img1, timestep = next(batches)
         except StopIteration:
             batches = iter(loader)
-            img0, gt, img1 = next(batches)
+            img0, gt, img1, timestep = next(batches)
         if channels_last:
             img0, gt, img1 = (t.contiguous(memory_format=torch.channels_last) for t in (img0, gt, img1))
         fetched = time.perf_counter()
         counter = FlopCounterMode(display=False) if step == 0 else None
         if counter:
             counter.__enter__()
-        loss = rife_loss(model(img0, img1, gt if teach else None), gt, cfg.loss)["total"]
+        loss = rife_loss(model(img0, img1, gt if teach else None, timestep=timestep), gt, cfg.loss)["total"]
         loss.backward()
         if counter:
             counter.__exit__(None, None, None)
