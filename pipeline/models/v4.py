@@ -59,7 +59,7 @@ class ResConv(nn.Module):
         self.beta = nn.Parameter(torch.ones(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv(x) * self.beta + x, SLOPE)
+        return F.leaky_relu(self.conv(x) * self.beta + x, SLOPE, inplace=True)
 
 
 class Head(nn.Module):
@@ -89,12 +89,13 @@ class IFBlock(nn.Module):
         # A transposed convolution to 4x the channels, then a pixel shuffle: full resolution of the block.
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(width, 4 * out_channels, 4, 2, 1), nn.PixelShuffle(2))
 
-    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flow update in pixels, then the mask logit and any features) at full resolution."""
         x = resize(x, 1.0 / scale)
         if flow is not None:
             x = torch.cat((x, resize(flow, 1.0 / scale) / scale), 1)
         out = resize(self.lastconv(self.convblock(self.conv0(x))), scale)
-        return torch.cat((out[:, :4] * scale, out[:, 4:]), 1)
+        return out[:, :4] * scale, out[:, 4:]
 
 
 class IFNetV4(FlowNet):
@@ -139,17 +140,17 @@ class IFNetV4(FlowNet):
         for i, block_scale in enumerate(self.scales):
             block = getattr(self, f"block{i}")
             if flow is None:
-                step = block(torch.cat((img0, img1, f0, f1, t), 1), None, block_scale / scale)
-                flow, mask = step[:, :4], step[:, 4:5]
+                flow, rest = block(torch.cat((img0, img1, f0, f1, t), 1), None, block_scale / scale)
+                mask = rest[:, :1]
             else:
                 inputs = [warped0, warped1]
                 if self.spec.head_out:
                     inputs += [backward_warp(f0, flow[:, :2]), backward_warp(f1, flow[:, 2:4])]
                 inputs += [t, mask] + ([feat] if self.spec.carries_features else [])
-                step = block(torch.cat(inputs, 1), flow, block_scale / scale)
-                flow = flow + step[:, :4]
-                mask = mask + step[:, 4:5] if self.spec.accumulates_mask else step[:, 4:5]
-            feat = step[:, 5:]
+                update, rest = block(torch.cat(inputs, 1), flow, block_scale / scale)
+                flow = flow + update
+                mask = mask + rest[:, :1] if self.spec.accumulates_mask else rest[:, :1]
+            feat = rest[:, 1:]
             warped0, warped1 = backward_warp(img0, flow[:, :2]), backward_warp(img1, flow[:, 2:4])
             weight = torch.sigmoid(mask)
             out.flows.append(flow)
