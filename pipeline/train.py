@@ -85,6 +85,15 @@ def trim_curves(directory: Path, step: int) -> None:
             curve[curve["step"] <= step].to_csv(tsv, sep="\t", index=False)
 
 
+def seconds_so_far(directory: Path) -> float:
+    """The wall time logged up to the checkpoint a resumed run starts from (0 if none was logged)."""
+    curve = directory / "plots/metrics/train/seconds.tsv"
+    if not curve.is_file():
+        return 0.0
+    logged = pd.read_csv(curve, sep="\t")
+    return float(logged["seconds"].iloc[-1]) if len(logged) else 0.0
+
+
 def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
     samples = TrainSamples(AUGMENTED_DIR)
     check_timesteps(params.train.arch, samples.timesteps, str(AUGMENTED_DIR))
@@ -179,6 +188,7 @@ def run(params: Params) -> None:
     start = state.restore()
     if start and accelerator.is_main_process:
         trim_curves(TRAIN_RESULTS, start)
+    seconds = seconds_so_far(TRAIN_RESULTS) if start else 0.0
     accelerator.init_trackers("train", init_kwargs={"dvclive": {
         "dir": str(TRAIN_RESULTS), "dvcyaml": False, "save_dvc_exp": False, "resume": start > 0}})
 
@@ -216,6 +226,8 @@ def run(params: Params) -> None:
         done = step + 1
         if done % cfg.val_every == 0 or done == cfg.steps:
             record.update(evaluate_now(done))
+        seconds += time.perf_counter() - began
+        record["train/seconds"] = seconds  # wall time of the run so far, validations included, across resumes
         accelerator.log(record, step=done)
         bar.set_postfix(loss=f"{terms['total']:.4f}", lr=f"{max(lrs.values()):.2e}")
         if best.should_stop():

@@ -1,0 +1,168 @@
+"""Summarise the experiments of the current commit: ``python -m pipeline.study``.
+
+Reads ``dvc exp show --json`` (the baseline commit and every experiment run or queued from it) and writes
+``results/study/summary.md`` (a Markdown table to paste into a report), ``summary.csv`` and ``summary.png``
+(the paired PSNR gain over the pretrained model of each experiment, with its 95% interval). Experiments
+that failed, are queued or still running are listed as such, never with metrics: a failed experiment's
+metrics files would otherwise be the baseline's, since they are tracked in git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.errors import UserError, user_facing
+from pipeline.fsutil import atomic_path, write_text
+from pipeline.plotting import png_figure
+
+log = logging.getLogger("pipeline.study")
+
+PARAMS_FILE = "params.yaml"
+EVALUATE_METRICS = "results/evaluate/metrics.json"
+TRAIN_METRICS = "results/train/metrics.json"
+STUDY_RESULTS = Path("results/study")
+
+
+@dataclass
+class Row:
+    name: str
+    state: str  # success | failed | queued | running
+    strategy: str
+    lr: float | None
+    steps: int | None
+    psnr: float | None = None
+    ssim: float | None = None
+    pretrained_psnr: float | None = None
+    gain: float | None = None
+    gain_low: float | None = None
+    gain_high: float | None = None
+    share_improved: float | None = None
+    train_minutes: float | None = None
+
+
+def strategy_label(params: dict) -> str:
+    """The schedule, plus what differs from training every group alike from step 0."""
+    train = params.get("train", {})
+    label = [str(train.get("schedule", "?"))]
+    groups = train.get("groups", {})
+    if groups.get("lr_mult"):
+        label.append("lr_mult " + ", ".join(f"{k} x{v:g}" for k, v in groups["lr_mult"].items()))
+    if groups.get("layer_decay", 1.0) != 1.0:
+        label.append(f"layer_decay {groups['layer_decay']:g}")
+    freeze = train.get("freeze", {})
+    if freeze.get("preset", "none") != "none":
+        label.append(f"{freeze['preset']} until {freeze.get('until')}")
+    elif freeze.get("groups"):
+        label.append("frozen " + ", ".join(f"{k} to {v}" for k, v in freeze["groups"].items()))
+    return "; ".join(label)
+
+
+def _data(files: dict, name: str) -> dict:
+    entry = (files or {}).get(name) or {}
+    return entry.get("data") or {}
+
+
+def make_row(state: dict, name: str, status: str) -> Row:
+    data = state.get("data") or {}
+    params = _data(data.get("params"), PARAMS_FILE)
+    row = Row(name=name, state=status, strategy=strategy_label(params) if params else "?",
+              lr=params.get("lr"), steps=params.get("train", {}).get("steps"))
+    if status != "success":
+        return row
+    scores = _data(data.get("metrics"), EVALUATE_METRICS)
+    gain = scores.get("finetuned_minus_pretrained", {})
+    row.psnr = scores.get("finetuned", {}).get("psnr")
+    row.ssim = scores.get("finetuned", {}).get("ssim")
+    row.pretrained_psnr = scores.get("pretrained", {}).get("psnr")
+    row.gain, row.gain_low, row.gain_high = gain.get("psnr"), gain.get("psnr_ci95_low"), gain.get("psnr_ci95_high")
+    row.share_improved = gain.get("share_improved")
+    seconds = _data(data.get("metrics"), TRAIN_METRICS).get("train", {}).get("seconds")
+    row.train_minutes = seconds / 60 if seconds is not None else None
+    return row
+
+
+def parse(show: list[dict]) -> list[Row]:
+    """Rows of the baseline commit and its experiments, from ``dvc exp show --json``'s list."""
+    commits = [entry for entry in show if entry.get("rev") != "workspace"]
+    if not commits:
+        raise UserError("dvc exp show lists no commit; commit the project first (git commit)")
+    baseline = commits[0]
+    rows = [make_row(baseline, f"baseline ({baseline.get('rev', '')[:7]})",
+                     "failed" if baseline.get("error") else "success")]
+    for group in baseline.get("experiments") or []:
+        executor = group.get("executor") or {}
+        for state in group.get("revs") or []:
+            status = executor.get("state") or ("failed" if state.get("error") else "success")
+            if state.get("error"):
+                status = "failed"
+            rows.append(make_row(state, group.get("name") or state.get("name") or state.get("rev", "")[:7], status))
+    return rows
+
+
+def experiments_json(cwd: Path = Path(".")) -> list[dict]:
+    # dvc of this Python environment (the one the pipeline runs in), found without relying on PATH
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=cwd, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        raise UserError(f"dvc exp show failed: {lines[-1] if lines else done.returncode}")
+    return json.loads(done.stdout)
+
+
+def _fmt(value, spec: str) -> str:
+    return "" if value is None or pd.isna(value) else format(value, spec)
+
+
+def markdown(rows: list[Row]) -> str:
+    head = ("| experiment | strategy | lr | steps | state | PSNR (dB) | SSIM | gain over pretrained (dB, 95% CI) "
+            "| triplets improved | train (min) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        gain = f"{r.gain:+.3f} ({r.gain_low:+.3f} .. {r.gain_high:+.3f})" if r.gain is not None else ""
+        share = f"{r.share_improved:.0%}" if r.share_improved is not None else ""
+        lines.append(f"| {r.name} | {r.strategy} | {_fmt(r.lr, 'g')} | {_fmt(r.steps, 'd')} | {r.state} "
+                     f"| {_fmt(r.psnr, '.3f')} | {_fmt(r.ssim, '.4f')} | {gain} | {share} "
+                     f"| {_fmt(r.train_minutes, '.1f')} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    done = [r for r in rows if r.gain is not None]
+    with png_figure(path) as ax:
+        labels = [f"{r.name}: {r.strategy}, lr {r.lr:g}" for r in done]
+        ax.errorbar([r.gain for r in done], range(len(done)), fmt="o", label="mean gain, 95% bootstrap interval",
+                    xerr=[[r.gain - r.gain_low for r in done], [r.gain_high - r.gain for r in done]])
+        ax.axvline(0.0, color="grey", linewidth=1)
+        ax.set_yticks(range(len(done)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("PSNR gain over the pretrained model on the test split (dB, 95% interval)")
+
+
+@user_facing
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.study", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=STUDY_RESULTS, help=f"folder to write (default {STUDY_RESULTS})")
+    args = parser.parse_args(argv)
+    rows = parse(experiments_json())
+    table = markdown(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "summary.md", table)
+    with atomic_path(args.out / "summary.csv") as tmp:
+        pd.DataFrame([asdict(r) for r in rows]).to_csv(tmp, index=False)
+    with atomic_path(args.out / "summary.png") as tmp:
+        plot(rows, tmp)
+    print(table, end="")
+    states = pd.Series([r.state for r in rows]).value_counts()
+    log.info("%d experiments (%s); wrote %s", len(rows), ", ".join(f"{n} {s}" for s, n in states.items()), args.out)
+
+
+if __name__ == "__main__":
+    main()
