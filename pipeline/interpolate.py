@@ -63,7 +63,7 @@ def check_paths(args: argparse.Namespace) -> None:
 
 
 def load_model(args: argparse.Namespace, device: torch.device) -> FlowNet:
-    model = load_checkpoint(args.checkpoint, args.arch).to(device)
+    model = load_checkpoint(args.checkpoint, args.arch).for_inference(device)
     if not model.supports_timestep and args.multi & (args.multi - 1):
         raise UserError(f"--multi {args.multi}: {args.checkpoint} is RIFE {model.arch}, which predicts middle "
                         "frames only; use a power of two (2, 4, 8)")

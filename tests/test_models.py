@@ -278,3 +278,14 @@ def test_validation_batches_only_frames_of_one_size():
     rows = pd.DataFrame({"height": [8, 8, 8, 16, 16, 8], "width": [8, 8, 8, 16, 16, 8]})
     assert [len(c) for c in same_size_chunks(rows, 2)] == [2, 1, 2, 1]
     assert [len(c) for c in same_size_chunks(rows, 10)] == [3, 2, 1]
+
+
+@pytest.mark.parametrize("arch", ["hdv3", "4.25"])
+def test_channels_last_inference_differs_only_by_rounding(arch):
+    model = seeded_model(arch)
+    img0, img1 = (as_batch(a) for a in real_frames())
+    plain = model.interpolate(img0, img1)
+    fast = model.for_inference()
+    assert fast.memory_format() == torch.channels_last and not fast.training
+    out = fast.interpolate(img0, img1)
+    assert out.is_contiguous() and (out - plain).abs().max() < 1e-4

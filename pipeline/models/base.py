@@ -75,8 +75,20 @@ class FlowNet(nn.Module):
         height, width = img0.shape[2:]
         multiple = self.multiple(scale)
         pad = (0, (multiple - width % multiple) % multiple, 0, (multiple - height % multiple) % multiple)
-        out = self(F.pad(img0, pad), F.pad(img1, pad), timestep=timestep, scale=scale)
-        return out.prediction[:, :, :height, :width]
+        img0, img1 = (F.pad(x, pad).contiguous(memory_format=self.memory_format()) for x in (img0, img1))
+        return self(img0, img1, timestep=timestep, scale=scale).prediction[:, :, :height, :width].contiguous()
+
+    def memory_format(self) -> torch.memory_format:
+        """``channels_last`` once the network was moved to it (faster convolutions on CPU: see
+        tests/benchmarks/bench_models.py), else the default layout; inputs follow the weights."""
+        first = next(self.parameters())
+        return torch.channels_last if first.dim() == 4 and not first.is_contiguous() and first.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format
+
+    def for_inference(self, device: torch.device | str = "cpu") -> "FlowNet":
+        """This network on ``device`` in eval mode, weights in ``channels_last``: the layout every inference
+        path of the pipeline uses (outputs differ from the default layout by float rounding, < 1e-4)."""
+        return self.to(device).eval().to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def in_between(self, img0: torch.Tensor, img1: torch.Tensor, count: int, scale: float = 1.0) -> list[torch.Tensor]:

