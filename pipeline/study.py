@@ -1,5 +1,9 @@
 """Summarise the experiments of the current commit: ``python -m pipeline.study``.
 
+``python -m pipeline.study --queue`` first queues the standard learning-rate study (:data:`STUDY`, one
+``dvc exp run --queue`` each, the last at the rate ``lr_find`` suggests); run them with
+``dvc queue start -j 1`` and summarise once ``dvc queue status`` shows them done.
+
 Reads ``dvc exp show --json`` (the baseline commit and every experiment run or queued from it) and writes
 ``results/study/summary.md`` (a Markdown table to paste into a report), ``summary.csv`` and ``summary.png``
 (the paired PSNR gain over the pretrained model of each experiment, with its 95% interval). Experiments
@@ -29,6 +33,21 @@ PARAMS_FILE = "params.yaml"
 EVALUATE_METRICS = "results/evaluate/metrics.json"
 TRAIN_METRICS = "results/train/metrics.json"
 STUDY_RESULTS = Path("results/study")
+
+
+LR_FIND_METRICS = Path("results/lr_find/metrics.json")
+LR_FIND_SUGGESTION = "valley"  # the suggestion the study tries (read it as an upper bound; see the README)
+# The standard study: name -> params set on top of the baseline commit (which is the author's advice itself,
+# warmup then hold lr = 1e-5). Every run gets the same budget: the baseline's train.steps.
+STUDY: dict[str, dict[str, str]] = {
+    "rife-cosine-3e-4": {"train.schedule": "warmup_cosine", "lr": "3e-4"},  # RIFE's own from-scratch recipe
+    "constant-1e-4": {"train.schedule": "constant", "lr": "1e-4"},
+    "cosine-3e-5": {"train.schedule": "warmup_cosine", "lr": "3e-5"},
+    "one-cycle-1e-4": {"train.schedule": "one_cycle", "lr": "1e-4"},
+    "layer-decay-3e-5": {"lr": "3e-5", "train.groups.layer_decay": "0.3"},  # coarser blocks: 0.3x, 0.09x
+    "freeze-then-all-1e-5": {"lr": "1e-5", "train.freeze.preset": "freeze_then_all"},
+    "hold-3e-5": {"lr": "3e-5"},
+}
 
 
 @dataclass
@@ -117,6 +136,26 @@ def experiments_json(cwd: Path = Path(".")) -> list[dict]:
     return json.loads(done.stdout)
 
 
+def queue_study(cwd: Path = Path(".")) -> list[str]:
+    """Queue every run of :data:`STUDY` plus one at the rate lr_find suggests; returns the names queued."""
+    runs = dict(STUDY)
+    if (cwd / LR_FIND_METRICS).is_file():
+        rate = json.loads((cwd / LR_FIND_METRICS).read_text())["suggested"][LR_FIND_SUGGESTION]
+        runs[f"lr-find-{LR_FIND_SUGGESTION}"] = {"lr": f"{rate:.2g}"}
+    else:
+        log.warning("%s is missing (run dvc repro lr_find): the lr_find run is left out", LR_FIND_METRICS)
+    for name, changes in runs.items():
+        cmd = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", name]
+        for key, value in changes.items():
+            cmd += ["-S", f"{key}={value}"]
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+            raise UserError(f"could not queue {name}: {lines[-1] if lines else done.returncode}")
+        log.info("queued %s: %s", name, ", ".join(f"{k}={v}" for k, v in changes.items()))
+    return list(runs)
+
+
 def _fmt(value, spec: str) -> str:
     return "" if value is None or pd.isna(value) else format(value, spec)
 
@@ -150,7 +189,14 @@ def plot(rows: list[Row], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.study", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=STUDY_RESULTS, help=f"folder to write (default {STUDY_RESULTS})")
+    parser.add_argument("--queue", action="store_true",
+                        help="queue the standard study first (then: dvc queue start -j 1)")
     args = parser.parse_args(argv)
+    if args.queue:
+        names = queue_study()
+        log.info("queued %d runs; start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
+                 len(names))
+        return
     rows = parse(experiments_json())
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
