@@ -23,6 +23,9 @@ Predictor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 # reach of the coarsest block, and memory grows with the pixels of the frame, not with 4x its pixels.
 FULL_SCALE_MAX_PIXELS = 2_100_000
 LARGE_FRAME_SCALE = 0.5
+# A model call gets at most the pixels of one 4K frame (several smaller frames, or one larger frame), so memory
+# stays near that of one 4K triplet whatever the batch size (about 3 GB on CPU at scale 0.5, see the benchmark).
+MAX_BATCH_PIXELS = 3840 * 2160
 
 
 def model_scale(setting: str | float, height: int, width: int) -> float:
@@ -45,11 +48,14 @@ def model_predictor(model: nn.Module, device: torch.device, scale: str | float =
 
 
 def same_size_chunks(rows: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
-    """Consecutive runs of at most ``batch_size`` rows with the same frame size and timestep."""
+    """Consecutive runs of rows with the same frame size and timestep: at most ``batch_size`` rows, and at most
+    MAX_BATCH_PIXELS pixels per frame stack (but at least one row)."""
     keys = list(zip(rows["height"], rows["width"], rows["timestep"]))
     start = 0
     for end in range(1, len(rows) + 1):
-        if end == len(rows) or end - start == batch_size or keys[end] != keys[start]:
+        height, width, _ = keys[start]
+        limit = max(1, min(batch_size, MAX_BATCH_PIXELS // (height * width)))
+        if end == len(rows) or end - start == limit or keys[end] != keys[start]:
             yield rows.iloc[start:end]
             start = end
 

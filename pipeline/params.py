@@ -203,7 +203,7 @@ class Evaluate:
     methods: tuple[str, ...] = field(metadata=choice(*METHODS))  # pipeline.methods.METHODS
     metrics: tuple[str, ...] = field(metadata=choice(*METRICS))  # pipeline.metrics.METRICS
     round_prediction: bool  # round to uint8 before the metrics, as RIFE's benchmark scripts do
-    batch_size: int = field(metadata=bounds(1))  # triplets of one frame size and timestep per model call
+    batch_size: int = field(metadata=bounds(1))  # triplets of one size and timestep per model call (pixel-capped)
     scale: WordOrNumber = field(metadata=choice("auto", 1.0, 0.5, 0.25))  # the model's flow scale; auto: by frame size
     max_triplets: int = field(metadata=bounds(0))  # 0 = the whole test split
     bootstrap_samples: int = field(metadata=bounds(100))

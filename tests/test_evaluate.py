@@ -80,6 +80,12 @@ def test_chunks_share_size_and_timestep_and_keep_the_order():
     assert chunks == [[0, 1], [2], [3], [4, 5], [6]]
 
 
+def test_large_frames_go_fewer_at_a_time():
+    """At most the pixels of one 4K frame per model call, whatever the batch size."""
+    rows = pd.DataFrame({"height": [720] * 12 + [2160] * 3, "width": [1280] * 12 + [3840] * 3, "timestep": 0.5})
+    assert [len(c) for c in same_size_chunks(rows, batch_size=16)] == [9, 3, 1, 1, 1]
+
+
 class RecordingModel(nn.Module):
     """Stands in for a RIFE model: blends, and records how it was called."""
 
