@@ -63,7 +63,7 @@ def abs_error(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def draw_grid(path: Path, title: str, panels: list[tuple[str, np.ndarray]]) -> None:
     """Six labelled panels in two rows of three; 2-D panels are error maps."""
     height, width = panels[0][1].shape[:2]
-    with png_grid(path, 2, 3, (3 * width / DPI, 2 * height / DPI + 0.7)) as (fig, axes):
+    with png_grid(path, 2, 3, (3 * width / DPI, 2 * height / DPI + 1.0)) as (fig, axes):
         for ax, (label, image) in zip(axes.flat, panels):
             if image.ndim == 2:
                 ax.imshow(image, cmap=ERROR_COLORMAP, vmin=0, vmax=ERROR_MAP_MAX)
