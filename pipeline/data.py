@@ -51,11 +51,11 @@ def read_triplet(row: pd.Series, root: Path = TRIPLETS_DIR) -> tuple[np.ndarray,
     return read_image(root / row["path0"]), read_image(root / row["path_t"]), read_image(root / row["path1"])
 
 
-def to_batch(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """HxWx3 uint8 to a (1,3,H,W) float tensor in [0, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1)[None].to(device).float().div_(255.0)
+def to_batch(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B,H,W,3) uint8 frames to a (B,3,H,W) float tensor in [0, 1] on ``device``."""
+    return torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def from_batch(tensor: torch.Tensor) -> np.ndarray:
-    """(1,3,H,W) float tensor to an HxWx3 float array."""
-    return tensor[0].permute(1, 2, 0).float().cpu().numpy()
+    """(B,3,H,W) float tensor to (B,H,W,3) float32 frames."""
+    return tensor.permute(0, 2, 3, 1).float().cpu().numpy()

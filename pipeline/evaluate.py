@@ -1,59 +1,45 @@
-"""Stage ``evaluate``: PSNR/SSIM of the fine-tuned model, the pretrained one and simple baselines.
+"""Stage ``evaluate``: did the fine-tune help on this footage, by how much, and where?
+
+Every method of ``evaluate.methods`` (the fine-tuned and pretrained RIFE models and classical baselines, see
+:mod:`pipeline.methods`) predicts every held-out test triplet at full resolution, scored by every metric of
+``evaluate.metrics``.
 
 Reads: ``data/triplets/`` (test split), ``models/pretrained/flownet.pkl``, ``models/finetuned/flownet.pkl``;
-params ``evaluate`` and ``train.arch``. Writes: ``results/evaluate/metrics.json`` (mean PSNR/SSIM per method and the paired
-difference fine-tuned minus pretrained with a seeded 95% bootstrap interval) and
-``results/evaluate/per_triplet.csv`` (every test triplet, every method).
+params ``evaluate`` and ``train.arch``. Writes to ``results/evaluate/``:
+
+- ``metrics.json``: mean of each metric per method; ``finetuned_minus_pretrained``, the paired difference with a
+  seeded 95% bootstrap interval and the share of triplets improved; ``per_clip``, a compact breakdown;
+- ``per_triplet.csv``: every triplet, every method, every metric, with the manifest's motion score and timestep;
+- ``motion_buckets.csv``: mean PSNR per method in equal-count buckets of motion;
+- ``examples/``: image grids of the most improved and most degraded triplets; ``summary.png``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from pipeline.data import read_triplet, split_triplets
+from pipeline.data import split_triplets
 from pipeline.errors import UserError, user_facing
+from pipeline.eval_plots import write_examples, write_summary_png
 from pipeline.fsutil import atomic_path, write_text
-from pipeline.inference import interpolate_frames
-from pipeline.metrics import prediction_to_255, psnr, ssim
-from pipeline.models import check_timesteps, load_checkpoint, with_resolved_arch
-from pipeline.params import Params, load_params
-from pipeline.paths import EVALUATE_RESULTS, FINETUNED, PRETRAINED
+from pipeline.inference import FULL_SCALE_MAX_PIXELS, score_triplets
+from pipeline.methods import build_methods
+from pipeline.models import check_timesteps, with_resolved_arch
+from pipeline.params import Evaluate, load_params
+from pipeline.paths import EVALUATE_RESULTS, PRETRAINED
 
 log = logging.getLogger("pipeline.evaluate")
 
 MAX_PSNR = 100.0  # dB; a pixel-exact prediction (infinite PSNR) counts as this in means
-Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (I0, I1) uint8 -> float HxWx3 in [0, 1]
-
-
-def repeat_frame(img0: np.ndarray, img1: np.ndarray) -> np.ndarray:
-    return img0.astype(np.float32) / 255.0
-
-
-def blend_frames(img0: np.ndarray, img1: np.ndarray) -> np.ndarray:
-    return (img0.astype(np.float32) + img1.astype(np.float32)) / 510.0
-
-
-def model_method(checkpoint: Path) -> Callable[[Params, torch.device], Predictor]:
-    def build(params: Params, device: torch.device) -> Predictor:
-        model = load_checkpoint(checkpoint, params.train.arch).to(device)
-        return lambda img0, img1: interpolate_frames(model, img0, img1, device)
-    return build
-
-
-METHODS: dict[str, Callable[[Params, torch.device], Predictor]] = {
-    "finetuned": model_method(FINETUNED),
-    "pretrained": model_method(PRETRAINED),
-    "repeat": lambda params, device: repeat_frame,
-    "blend": lambda params, device: blend_frames,
-}
+GAIN = "finetuned_minus_pretrained"
+ROW_COLUMNS = ["triplet", "clip", "frame0", "frame_t", "frame1", "timestep", "height", "width", "motion"]
+CLIP_METRICS = ("psnr", "ssim")  # the per-clip breakdown stays small: DESIGN.md's two metrics only
+OTHER_CLIPS = "other_clips"
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> dict[str, float]:
@@ -65,57 +51,123 @@ def paired_difference(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> 
     return {"mean": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high)}
 
 
-def score_all(rows: pd.DataFrame, methods: dict[str, Predictor], round_prediction: bool) -> pd.DataFrame:
-    records = []
-    for _, row in tqdm(rows.iterrows(), total=len(rows), desc="evaluate", unit="triplet"):
-        img0, target, img1 = read_triplet(row)
-        record = {k: row[k] for k in ("triplet", "clip", "frame0", "frame_t", "frame1", "motion")}
-        for name, predict in methods.items():
-            pred = prediction_to_255(predict(img0, img1), round_prediction)
-            record[f"{name}_psnr"] = min(psnr(pred, target), MAX_PSNR)
-            record[f"{name}_ssim"] = ssim(pred, target)
-        records.append(record)
-    return pd.DataFrame(records)
+def triplet_table(rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The manifest's description of each triplet next to its scores; infinite PSNRs capped at MAX_PSNR."""
+    table = pd.concat([rows[ROW_COLUMNS], scores], axis=1)
+    psnr_columns = [c for c in scores.columns if "_psnr" in c]
+    table[psnr_columns] = table[psnr_columns].clip(upper=MAX_PSNR)
+    return table
 
 
-def summarise(table: pd.DataFrame, params: Params) -> dict:
-    cfg = params.evaluate
+def gain_summary(table: pd.DataFrame, cfg: Evaluate) -> dict[str, float]:
+    """Fine-tuned minus pretrained for each metric: mean, bootstrap interval; share of triplets with a higher PSNR."""
+    gain: dict[str, float] = {}
+    for metric in cfg.metrics:
+        diff = paired_difference(table[f"finetuned_{metric}"], table[f"pretrained_{metric}"],
+                                 cfg.bootstrap_samples, cfg.bootstrap_seed)
+        gain.update({metric: diff["mean"], f"{metric}_ci95_low": diff["ci95_low"],
+                     f"{metric}_ci95_high": diff["ci95_high"]})
+    gain["share_improved"] = float((table.finetuned_psnr > table.pretrained_psnr).mean())
+    return gain
+
+
+def clip_entry(part: pd.DataFrame, methods: tuple[str, ...]) -> dict[str, float]:
+    entry: dict[str, float] = {"triplets": len(part)}
+    for metric in CLIP_METRICS:
+        entry.update({f"{m}_{metric}": float(part[f"{m}_{metric}"].mean()) for m in methods})
+        entry[f"{GAIN}_{metric}"] = float((part[f"finetuned_{metric}"] - part[f"pretrained_{metric}"]).mean())
+    return entry
+
+
+def per_clip(table: pd.DataFrame, cfg: Evaluate) -> dict[str, dict[str, float]]:
+    """Per-clip means, for the ``per_clip_max`` clips with the most test triplets (by name); any others are
+    pooled under ``other_clips``, so ``dvc metrics diff`` stays readable with thousands of clips."""
+    sizes = table.groupby("clip").size()
+    ranked = sorted(sizes.index, key=lambda clip: (-sizes[clip], clip))
+    listed = sorted(ranked[:cfg.per_clip_max])
+    breakdown = {clip: clip_entry(table[table["clip"] == clip], cfg.methods) for clip in listed}
+    rest = table[~table["clip"].isin(listed)]
+    if len(rest):
+        breakdown[OTHER_CLIPS] = {"clips": len(ranked) - len(listed), **clip_entry(rest, cfg.methods)}
+    return breakdown
+
+
+def summarise(table: pd.DataFrame, cfg: Evaluate) -> dict:
     summary: dict = {"triplets": len(table)}
     for name in cfg.methods:
-        summary[name] = {"psnr": float(table[f"{name}_psnr"].mean()), "ssim": float(table[f"{name}_ssim"].mean())}
-    if {"finetuned", "pretrained"} <= set(cfg.methods):
-        gain: dict[str, float] = {}
-        for metric in ("psnr", "ssim"):
-            diff = paired_difference(table[f"finetuned_{metric}"], table[f"pretrained_{metric}"],
-                                     cfg.bootstrap_samples, cfg.bootstrap_seed)
-            gain.update({f"{metric}": diff["mean"], f"{metric}_ci95_low": diff["ci95_low"],
-                         f"{metric}_ci95_high": diff["ci95_high"]})
-        gain["share_improved"] = float((table.finetuned_psnr > table.pretrained_psnr).mean())
-        summary["finetuned_minus_pretrained"] = gain
+        summary[name] = {metric: float(table[f"{name}_{metric}"].mean()) for metric in cfg.metrics}
+    summary[GAIN] = gain_summary(table, cfg)
+    summary["per_clip"] = per_clip(table, cfg)
     return summary
+
+
+def motion_buckets(table: pd.DataFrame, cfg: Evaluate) -> pd.DataFrame:
+    """Mean PSNR of each method in ``motion_buckets`` equal-count buckets of the motion score (fewer when there
+    are fewer triplets); ``motion`` is the bucket's median, the x axis of the plot."""
+    count = min(cfg.motion_buckets, len(table))
+    order = np.argsort(table["motion"].to_numpy(), kind="stable")
+    bucket = np.empty(len(table), dtype=int)
+    bucket[order] = np.arange(len(table)) * count // len(table)
+    groups = table.groupby(bucket)
+    out = pd.DataFrame({"bucket": np.arange(1, count + 1), "motion_low": groups.motion.min(),
+                        "motion_high": groups.motion.max(), "motion": groups.motion.median(),
+                        "triplets": groups.size()})
+    for name in cfg.methods:
+        out[f"{name}_psnr"] = groups[f"{name}_psnr"].mean()
+    out[f"{GAIN}_psnr"] = out.finetuned_psnr - out.pretrained_psnr
+    return out.reset_index(drop=True)
+
+
+def describe_rows(rows: pd.DataFrame, cfg: Evaluate) -> str:
+    sizes = rows.groupby(["width", "height"]).size()
+    listed = ", ".join(f"{w}x{h} x{n}" for (w, h), n in sizes.items())
+    scale = (f"auto: 1.0 up to {FULL_SCALE_MAX_PIXELS / 1e6:.1f} Mpixel, 0.5 above" if cfg.scale == "auto"
+             else f"{cfg.scale:g}")
+    return (f"{len(rows)} test triplets from {rows['clip'].nunique()} clip(s) ({listed}); methods: "
+            f"{', '.join(cfg.methods)}; metrics: {', '.join(cfg.metrics)}; model scale {scale}; "
+            f"batches of up to {cfg.batch_size}")
+
+
+def log_results(summary: dict, cfg: Evaluate, seconds: dict[str, float]) -> None:
+    for name in cfg.methods:
+        values = ", ".join(f"{metric} {summary[name][metric]:.4f}" for metric in cfg.metrics)
+        log.info("%-10s %s (%.2f s per triplet)", name, values, seconds[name] / summary["triplets"])
+    g = summary[GAIN]
+    log.info("fine-tuned minus pretrained: %+.3f dB PSNR (95%% CI %+.3f .. %+.3f), %+.5f SSIM; %.0f%% of triplets "
+             "improved", g["psnr"], g["psnr_ci95_low"], g["psnr_ci95_high"], g["ssim"], 100 * g["share_improved"])
+
+
+def write_tables(table: pd.DataFrame, buckets: pd.DataFrame, summary: dict) -> None:
+    with atomic_path(EVALUATE_RESULTS / "per_triplet.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(EVALUATE_RESULTS / "motion_buckets.csv") as tmp:
+        buckets.to_csv(tmp, index=False, float_format="%.6f")
+    write_text(EVALUATE_RESULTS / "metrics.json", json.dumps(summary, indent=2) + "\n")
 
 
 @user_facing
 def main() -> None:
-    params = with_resolved_arch(load_params(), PRETRAINED)
+    params = load_params()
     cfg = params.evaluate
     rows = split_triplets("test", cfg.max_triplets)
     if rows.empty:
         raise UserError("data/triplets has no test triplet; raise extract.test_fraction")
+    params = with_resolved_arch(params, PRETRAINED)
     check_timesteps(params.train.arch, rows["timestep"], "the test split of data/triplets")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    methods = {name: METHODS[name](params, device) for name in cfg.methods}
-    table = score_all(rows, methods, cfg.round_prediction)
-    summary = summarise(table, params)
-    with atomic_path(EVALUATE_RESULTS / "per_triplet.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
-    write_text(EVALUATE_RESULTS / "metrics.json", json.dumps(summary, indent=2) + "\n")
-    line = ", ".join(f"{m} {summary[m]['psnr']:.3f} dB / {summary[m]['ssim']:.4f}" for m in cfg.methods)
-    log.info("%d test triplets: %s", len(table), line)
-    if "finetuned_minus_pretrained" in summary:
-        g = summary["finetuned_minus_pretrained"]
-        log.info("fine-tuned minus pretrained: %+.3f dB (95%% CI %+.3f .. %+.3f)",
-                 g["psnr"], g["psnr_ci95_low"], g["psnr_ci95_high"])
+    predictors = build_methods(cfg.methods, params, device)
+    log.info("evaluating %s", describe_rows(rows, cfg))
+    seconds: dict[str, float] = {}
+    scores = score_triplets(rows, predictors, cfg.metrics, cfg.round_prediction, cfg.batch_size, progress=True,
+                            seconds=seconds)
+    table = triplet_table(rows, scores)
+    summary = summarise(table, cfg)
+    buckets = motion_buckets(table, cfg)
+    log_results(summary, cfg, seconds)
+    write_tables(table, buckets, summary)
+    write_summary_png(buckets, summary, cfg.methods, EVALUATE_RESULTS / "summary.png")
+    write_examples(table, rows, predictors, cfg, EVALUATE_RESULTS / "examples")
+    log.info("wrote %s: metrics.json, per_triplet.csv, motion_buckets.csv, summary.png, examples/", EVALUATE_RESULTS)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,20 @@ from pathlib import Path
 import yaml
 
 from pipeline.errors import UserError
-from pipeline.schema import Span, bounds, build, choice, span, to_steps
+from pipeline.schema import Span, WordOrNumber, bounds, build, choice, span, to_steps
 
 PARAMS_FILE = Path("params.yaml")
 
 # train.arch: "auto" (recognised from the checkpoint) or one of pipeline.models.ARCHITECTURES (a test keeps
 # the two lists equal; params stay importable without torch).
 ARCH_NAMES = ("auto", "hdv3", "4.6", "4.18", "4.22", "4.22.lite", "4.25", "4.26")
+# Names of the evaluation methods and metrics (the registries in pipeline.methods and pipeline.metrics, which
+# import torch and OpenCV; a test checks that these lists match them).
+METHODS = ("finetuned", "pretrained", "repeat", "blend", "dis_flow")
+METRICS = ("psnr", "ssim", "psnr_y", "ssim_matlab")
+REQUIRED_METHODS = ("finetuned", "pretrained")  # the comparison the stage exists for
+REQUIRED_METRICS = ("psnr", "ssim")  # DESIGN.md's two; the plots and the ranking of examples use psnr
+
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "exponential", "polynomial",
              "cosine_restarts", "cyclic", "one_cycle", "plateau")
 
@@ -196,11 +203,17 @@ class LrFind:
 
 @dataclass(frozen=True)
 class Evaluate:
-    methods: tuple[str, ...] = field(metadata=choice("finetuned", "pretrained", "repeat", "blend"))
+    methods: tuple[str, ...] = field(metadata=choice(*METHODS))  # pipeline.methods.METHODS
+    metrics: tuple[str, ...] = field(metadata=choice(*METRICS))  # pipeline.metrics.METRICS
     round_prediction: bool  # round to uint8 before the metrics, as RIFE's benchmark scripts do
+    batch_size: int = field(metadata=bounds(1))  # triplets of one size and timestep per model call (pixel-capped)
+    scale: WordOrNumber = field(metadata=choice("auto", 1.0, 0.5, 0.25))  # the model's flow scale; auto: by frame size
     max_triplets: int = field(metadata=bounds(0))  # 0 = the whole test split
     bootstrap_samples: int = field(metadata=bounds(100))
     bootstrap_seed: int = field(metadata=bounds(0))
+    motion_buckets: int = field(metadata=bounds(1))  # equal-count buckets of the manifest's motion score
+    examples: int = field(metadata=bounds(1))  # most improved and most degraded triplets drawn as image grids (each)
+    per_clip_max: int = field(metadata=bounds(1))  # clips listed in metrics.json (the largest; the rest pooled)
 
 
 @dataclass(frozen=True)
@@ -249,6 +262,15 @@ def _check_consistency(p: Params) -> None:
         raise UserError(f"params: extract.val_fraction + extract.test_fraction = "
                         f"{p.extract.val_fraction + p.extract.test_fraction:g}: expected below 0.9, "
                         "so training keeps some footage")
+    _check_evaluate(p.evaluate)
+
+
+def _check_evaluate(e: Evaluate) -> None:
+    for key, chosen, required in (("methods", e.methods, REQUIRED_METHODS), ("metrics", e.metrics, REQUIRED_METRICS)):
+        missing = [name for name in required if name not in chosen]
+        if missing:
+            raise UserError(f"params: evaluate.{key} = [{', '.join(chosen)}] lacks {', '.join(missing)}; "
+                            f"it must include {', '.join(required)}")
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:

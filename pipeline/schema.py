@@ -24,7 +24,7 @@ def bounds(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
     return {"range": (lo, hi, lo_open, hi_open)}
 
 
-def choice(*options: str) -> dict:
+def choice(*options: str | float) -> dict:
     """Field marker: one of ``options`` (or, on a tuple field, a list of them)."""
     return {"choices": options}
 
@@ -35,6 +35,7 @@ def span() -> dict:
 
 
 Span = typing.Union[int, float]  # optimizer steps (an integer) or a fraction of train.steps (a number in [0, 1])
+WordOrNumber = typing.Union[str, float]  # a named setting or a number (e.g. ``auto`` or ``0.5``); needs ``choice``
 
 
 def to_steps(steps_or_fraction: Span, total: int) -> int:
@@ -124,11 +125,24 @@ def _scalar(hint: type, value: Any, key: str, meta: dict, source: str) -> Any:
     elif hint is str:
         if not isinstance(value, str) or not value.strip():
             raise bad
+    elif hint == WordOrNumber:
+        value = _word_or_number(value, bad)
     if "range" in meta and not _in_range(value, *meta["range"]):
         raise bad
     if "choices" in meta and value not in meta["choices"]:
         raise bad
     return value
+
+
+def _word_or_number(value: Any, bad: UserError) -> str | float:
+    """A number (in any YAML spelling) as a float; any other string as it is."""
+    if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    raise bad
 
 
 def _in_range(value: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
@@ -140,7 +154,7 @@ def _in_range(value: float, lo: float | None, hi: float | None, lo_open: bool, h
 def _describe(hint: Any, meta: dict) -> str:
     if "choices" in meta:
         many = "a list of " if typing.get_origin(hint) is tuple else ""
-        return f"{many}one of: {', '.join(meta['choices'])}"
+        return f"{many}one of: {', '.join(map(str, meta['choices']))}"
     if meta.get("span"):
         return "a number of steps (integer) or a fraction of train.steps (0.0 to 1.0)"
     if typing.get_origin(hint) is dict:

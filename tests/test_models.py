@@ -275,7 +275,7 @@ def test_hdv3_refuses_targets_off_the_middle_frame():
 def test_validation_batches_only_frames_of_one_size():
     import pandas as pd
     from pipeline.inference import same_size_chunks
-    rows = pd.DataFrame({"height": [8, 8, 8, 16, 16, 8], "width": [8, 8, 8, 16, 16, 8]})
+    rows = pd.DataFrame({"height": [8, 8, 8, 16, 16, 8], "width": [8, 8, 8, 16, 16, 8], "timestep": 0.5})
     assert [len(c) for c in same_size_chunks(rows, 2)] == [2, 1, 2, 1]
     assert [len(c) for c in same_size_chunks(rows, 10)] == [3, 2, 1]
 

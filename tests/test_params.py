@@ -19,7 +19,8 @@ def test_project_params_load(tmp_path, params_dict):
     params = load_params(write(tmp_path, params_dict))
     assert params.lr == 1e-5
     assert params.train.arch == "auto"
-    assert params.evaluate.methods == ("finetuned", "pretrained", "repeat", "blend")
+    assert params.evaluate.methods == ("finetuned", "pretrained", "repeat", "blend", "dis_flow")
+    assert params.evaluate.scale == "auto"
 
 
 @pytest.mark.parametrize("text", ["1e-05", "1.0e-5", "0.00001", "1e-5", "'1e-05'"])

@@ -84,10 +84,14 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
     assert metrics["triplets"] == 2
-    for method in ("finetuned", "pretrained", "repeat", "blend"):
+    for method in ("finetuned", "pretrained", "repeat", "blend", "dis_flow"):
         assert 10 < metrics[method]["psnr"] < 60 and 0 < metrics[method]["ssim"] <= 1
+        assert 10 < metrics[method]["psnr_y"] < 60 and 0 < metrics[method]["ssim_matlab"] <= 1
     gain = metrics["finetuned_minus_pretrained"]
     assert gain["psnr_ci95_low"] <= gain["psnr"] <= gain["psnr_ci95_high"]
+    assert sum(clip["triplets"] for clip in metrics["per_clip"].values()) == 2
+    table = pd.read_csv(root / "results/evaluate/per_triplet.csv")
+    assert len(table) == 2 and {"motion", "timestep", "dis_flow_psnr", "finetuned_ssim_matlab"} <= set(table.columns)
     assert lr_curve(root)["block2"].iloc[-1] == pytest.approx(3e-5)
     found = json.loads((root / "results/lr_find/metrics.json").read_text())
     assert set(found["suggested"]) == {"steepest", "minimum_div_10", "valley"} and found["steps_run"] >= 6
@@ -98,6 +102,23 @@ def test_repro_again_does_nothing(project):
     root, _ = project
     done = sh(root, "dvc", "repro")
     assert "Running stage" not in done.stdout
+
+
+def test_plots_show_renders_every_plot_in_one_page(project, tmp_path):
+    root, _ = project
+    done = sh(root, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    assert "WARNING" not in done.stdout + done.stderr and "ERROR" not in done.stdout + done.stderr
+    html = (tmp_path / "plots/index.html").read_text()
+    for title in ("Training loss", "Validation PSNR (dB)", "pretrained vs fine-tuned PSNR per test triplet",
+                  "test PSNR by motion", "Learning-rate range test"):
+        assert title in html
+    for field in ("finetuned_psnr", "pretrained_psnr", "repeat_psnr", "blend_psnr", "dis_flow_psnr"):
+        assert f'"field": "{field}"' in html  # a line per method in the motion plot
+    images = sorted(p.name for p in (root / "results/evaluate/examples").iterdir())
+    assert images == ["degraded_1.png", "improved_1.png"]  # two test triplets: one of each
+    for name in images:
+        assert f'<img src="static/workspace_results_evaluate_examples_{name}">' in html
+        assert (tmp_path / f"plots/static/workspace_results_evaluate_examples_{name}").stat().st_size > 10_000
 
 
 def test_changing_lr_reruns_only_train_and_evaluate(project):
@@ -116,6 +137,9 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     diff = sh(root, "dvc", "metrics", "diff", "--json")
     changed = json.loads(diff.stdout)
     assert "finetuned.psnr" in changed["results/evaluate/metrics.json"]
+    rows = [line for line in sh(root, "dvc", "metrics", "diff").stdout.splitlines() if "evaluate" in line]
+    assert 10 < len(rows) <= 40  # what changes (the fine-tuned model's numbers), not every number there is
+    assert not any(" repeat." in row or " blend." in row for row in rows)
 
 
 def test_interrupted_training_resumes_to_identical_weights(project):

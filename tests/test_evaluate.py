@@ -1,0 +1,244 @@
+"""The evaluate stage: the methods registry, batching by size and timestep, the model's scale, the summary
+(bootstrap, per-clip breakdown, motion buckets), the example grids, and one run of the real stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from pipeline import params as params_module
+from pipeline.eval_plots import pick_examples
+from pipeline.evaluate import OTHER_CLIPS, motion_buckets, summarise, triplet_table
+from pipeline.inference import model_predictor, model_scale, same_size_chunks, score_rows, score_triplets
+from pipeline.methods import METHODS, blend, dis_flow, repeat_nearer
+from pipeline.metrics import METRICS, psnr
+from pipeline.params import load_params
+from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, write_params
+
+BASELINES = {"repeat": repeat_nearer, "blend": blend, "dis_flow": dis_flow}
+
+
+def frames(count: int = 3, height: int = 48, width: int = 64, speed: int = 2, seed: int = 0) -> np.ndarray:
+    return np.stack(moving_texture(count, height, width, speed, seed))
+
+
+def test_the_registries_are_what_params_accept():
+    assert tuple(METHODS) == params_module.METHODS
+    assert tuple(METRICS) == params_module.METRICS
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baselines_honour_the_timestep(name):
+    """Float frames in [0, 1] of the batch's shape; t = 0 gives I0 and t = 1 gives I1."""
+    predict = BASELINES[name]
+    clip = frames(3)
+    img0, img1 = clip[None, 0], clip[None, 2]
+    for t, expected in ((0.0, img0), (1.0, img1)):
+        out = predict(img0, img1, t)
+        assert out.shape == img0.shape and out.dtype == np.float32
+        assert 0.0 <= out.min() and out.max() <= 1.0
+        np.testing.assert_allclose(out * 255, expected, atol=1e-3)
+
+
+def test_blend_and_repeat_at_a_quarter():
+    img0 = np.full((1, 4, 4, 3), 40, np.uint8)
+    img1 = np.full((1, 4, 4, 3), 200, np.uint8)
+    assert blend(img0, img1, 0.25) * 255 == pytest.approx(np.full((1, 4, 4, 3), 80.0))
+    assert (repeat_nearer(img0, img1, 0.25) == repeat_nearer(img0, img1, 0.5)).all()
+    assert (repeat_nearer(img0, img1, 0.75) * 255 == 200).all()
+
+
+def test_dis_flow_follows_motion():
+    """A texture sliding 4 pixels per frame: DIS warping recovers the middle frame, blending does not."""
+    clip = frames(3, 96, 128, speed=4)
+    img0, truth, img1 = clip[None, 0], clip[1], clip[None, 2]
+    inner = (slice(8, -8), slice(12, -12))  # away from the edge that enters the picture
+    flow_psnr = psnr(np.round(dis_flow(img0, img1, 0.5)[0] * 255)[inner], truth[inner])
+    blend_psnr = psnr(np.round(blend(img0, img1, 0.5)[0] * 255)[inner], truth[inner])
+    assert flow_psnr > 35 and flow_psnr > blend_psnr + 10
+
+
+def test_auto_scale_halves_only_frames_above_1080p():
+    assert model_scale("auto", 720, 1280) == 1.0
+    assert model_scale("auto", 1080, 1920) == 1.0
+    assert model_scale("auto", 2160, 3840) == 0.5
+    assert model_scale(0.25, 720, 1280) == 0.25
+
+
+def test_chunks_share_size_and_timestep_and_keep_the_order():
+    rows = pd.DataFrame({"height": [8, 8, 8, 8, 16, 16, 8], "width": [8] * 7,
+                         "timestep": [0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25]})
+    chunks = [list(c.index) for c in same_size_chunks(rows, batch_size=2)]
+    assert chunks == [[0, 1], [2], [3], [4, 5], [6]]
+
+
+def test_large_frames_go_fewer_at_a_time():
+    """At most the pixels of one 4K frame per model call, whatever the batch size."""
+    rows = pd.DataFrame({"height": [720] * 12 + [2160] * 3, "width": [1280] * 12 + [3840] * 3, "timestep": 0.5})
+    assert [len(c) for c in same_size_chunks(rows, batch_size=16)] == [9, 3, 1, 1, 1]
+
+
+class RecordingModel(nn.Module):
+    """Stands in for a RIFE model: blends, and records how it was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, int, int, float, float]] = []
+
+    def interpolate(self, img0, img1, timestep=0.5, scale=1.0):
+        self.calls.append((img0.shape[0], img0.shape[2], img0.shape[3], timestep, scale))
+        return (1 - timestep) * img0 + timestep * img1
+
+
+@pytest.fixture()
+def triplet_dir(tmp_path, monkeypatch) -> pd.DataFrame:
+    """data/triplets in a temporary working directory: two clips, two frame sizes, two timesteps."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "data/triplets"
+    records = []
+    specs = [("a", 48, 64, 0.5, 0), ("a", 48, 64, 0.5, 1), ("a", 48, 64, 0.25, 2), ("b", 32, 40, 0.5, 3)]
+    for i, (clip, height, width, t, seed) in enumerate(specs):
+        names = [f"frames/{clip}/{i}_{k}.png" for k in range(3)]
+        for name, frame in zip(names, frames(3, height, width, seed=seed)):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        records.append({"triplet": i, "clip": clip, "split": "test", "status": "kept", "frame0": 0, "frame_t": 1,
+                        "frame1": 2, "timestep": t, "height": height, "width": width, "motion": 0.01 * (i + 1),
+                        "path0": names[0], "path_t": names[1], "path1": names[2]})
+    rows = pd.DataFrame(records)
+    rows.to_csv(root / "manifest.csv", index=False)
+    return rows
+
+
+def test_models_get_the_manifest_timestep_in_batches(triplet_dir):
+    model = RecordingModel()
+    table = score_triplets(triplet_dir, {"m": model_predictor(model, torch.device("cpu"), "auto")},
+                           ("psnr", "ssim"), round_prediction=True, batch_size=4)
+    assert model.calls == [(2, 48, 64, 0.5, 1.0), (1, 48, 64, 0.25, 1.0), (1, 32, 40, 0.5, 1.0)]
+    assert list(table.columns) == ["m_psnr", "m_ssim"] and list(table.index) == list(triplet_dir.index)
+
+
+def test_train_validation_scores_are_the_shared_scores(triplet_dir):
+    rows = triplet_dir[triplet_dir.timestep == 0.5]
+    model = RecordingModel()
+    scores = score_rows(model, rows, torch.device("cpu"), round_prediction=True, batch_size=2)
+    assert model.calls == [(2, 48, 64, 0.5, 1.0), (1, 32, 40, 0.5, 1.0)]  # full scale, whatever evaluate uses
+    table = score_triplets(rows, {"m": model_predictor(model, torch.device("cpu"))}, ("psnr", "ssim"), True)
+    assert scores == list(zip(table.m_psnr, table.m_ssim))
+
+
+def fake_table(gains: list[float], clips: list[str]) -> pd.DataFrame:
+    n = len(gains)
+    rows = pd.DataFrame({"triplet": range(n), "clip": clips, "frame0": 0, "frame_t": 1, "frame1": 2,
+                         "timestep": 0.5, "height": 8, "width": 8, "motion": np.linspace(0.01, 0.05, n)})
+    pretrained = np.linspace(30, 35, n)
+    scores = pd.DataFrame({"finetuned_psnr": pretrained + gains, "finetuned_ssim": 0.9,
+                           "pretrained_psnr": pretrained, "pretrained_ssim": 0.9})
+    return triplet_table(rows, scores)
+
+
+def evaluate_cfg(params_dict: dict, **changes) -> params_module.Evaluate:
+    values = {**params_dict["evaluate"], "methods": ["finetuned", "pretrained"], "metrics": ["psnr", "ssim"],
+              "bootstrap_samples": 200, **changes}
+    return params_module.build(params_module.Evaluate, values, "evaluate.")
+
+
+def test_summary_gain_and_per_clip_breakdown(params_dict):
+    table = fake_table([0.5, -0.2, 0.3, 0.1, 0.4, 0.0], ["x", "x", "x", "y", "y", "z"])
+    summary = summarise(table, evaluate_cfg(params_dict, per_clip_max=2))
+    gain = summary["finetuned_minus_pretrained"]
+    assert gain["psnr"] == pytest.approx(np.mean([0.5, -0.2, 0.3, 0.1, 0.4, 0.0]))
+    assert gain["psnr_ci95_low"] <= gain["psnr"] <= gain["psnr_ci95_high"]
+    assert gain["share_improved"] == pytest.approx(4 / 6)
+    assert list(summary["per_clip"]) == ["x", "y", OTHER_CLIPS]
+    assert summary["per_clip"]["x"]["triplets"] == 3
+    assert summary["per_clip"]["x"]["finetuned_minus_pretrained_psnr"] == pytest.approx(0.2)
+    assert summary["per_clip"][OTHER_CLIPS]["clips"] == 1
+    json.dumps(summary)  # plain JSON types only
+
+
+def test_pixel_exact_predictions_count_as_100_db(params_dict):
+    table = fake_table([np.inf, 0.0], ["x", "x"])
+    assert table.finetuned_psnr.max() == 100.0
+
+
+def test_motion_buckets_have_equal_counts(params_dict):
+    table = fake_table([0.1] * 9, ["x"] * 9)
+    buckets = motion_buckets(table, evaluate_cfg(params_dict, motion_buckets=3))
+    assert buckets.triplets.tolist() == [3, 3, 3] and buckets.motion.is_monotonic_increasing
+    assert buckets.finetuned_minus_pretrained_psnr.tolist() == pytest.approx([0.1] * 3)
+    assert len(motion_buckets(table.iloc[:2], evaluate_cfg(params_dict, motion_buckets=4))) == 2
+
+
+def test_examples_are_the_extremes_and_never_repeat():
+    table = fake_table([0.5, -0.2, 0.3, -0.6, 0.0], ["x"] * 5)
+    assert pick_examples(table, 2) == [("improved_1", 0), ("improved_2", 2), ("degraded_1", 3), ("degraded_2", 1)]
+    assert pick_examples(table.iloc[:2], 2) == [("improved_1", 0), ("degraded_1", 1)]
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("methods", ["pretrained", "blend"], "evaluate.methods = [pretrained, blend] lacks finetuned"),
+    ("metrics", ["psnr", "psnr_y"], "evaluate.metrics = [psnr, psnr_y] lacks ssim"),
+    ("metrics", ["psnr", "ssim", "lpips"], "evaluate.metrics[2] = 'lpips': expected one of: psnr, ssim"),
+    ("scale", 0.3, "evaluate.scale = 0.3: expected one of: auto, 1.0, 0.5, 0.25"),
+    ("scale", "half", "evaluate.scale = 'half': expected one of: auto, 1.0, 0.5, 0.25"),
+    ("batch_size", 0, "evaluate.batch_size = 0: expected an integer >= 1"),
+])
+def test_bad_evaluate_params_are_named(tmp_path, params_dict, key, value, message):
+    params_dict["evaluate"][key] = value
+    write_params(tmp_path, params_dict)
+    with pytest.raises(params_module.UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("value", [0.5, "0.5", 1, "auto"])
+def test_scale_reads_numbers_in_any_form(tmp_path, params_dict, value):
+    params_dict["evaluate"]["scale"] = value
+    write_params(tmp_path, params_dict)
+    scale = load_params(tmp_path / "params.yaml").evaluate.scale
+    assert scale == ("auto" if value == "auto" else float(value))
+
+
+def test_the_stage_writes_every_output(tmp_path, params_dict, official_hdv3):
+    """The real stage on a generated clip, with the official weights standing in for both checkpoints."""
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=3))
+    params_dict["sources"]["videos"] = "clips"
+    params_dict["extract"].update(max_per_clip=4)
+    params_dict["evaluate"].update(bootstrap_samples=200, examples=1, motion_buckets=2)
+    write_params(tmp_path, params_dict)
+    assert run_module("pipeline.extract", tmp_path).returncode == 0
+    for name in ("pretrained", "finetuned"):
+        (tmp_path / f"models/{name}").mkdir(parents=True)
+        shutil.copy(official_hdv3, tmp_path / f"models/{name}/flownet.pkl")
+    done = run_module("pipeline.evaluate", tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "results/evaluate"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for method in params_module.METHODS:
+        assert set(metrics[method]) == set(params_module.METRICS)
+    assert metrics["finetuned_minus_pretrained"]["psnr"] == 0.0  # the same weights
+    assert metrics["dis_flow"]["psnr"] > metrics["blend"]["psnr"]
+    assert list(metrics["per_clip"]) == ["a.avi"]
+    table = pd.read_csv(out / "per_triplet.csv")
+    assert len(table) == metrics["triplets"] and {"motion", "timestep", "dis_flow_ssim_matlab"} <= set(table.columns)
+    assert len(pd.read_csv(out / "motion_buckets.csv")) == 2
+    assert sorted(p.name for p in (out / "examples").iterdir()) == ["degraded_1.png", "improved_1.png"]
+    assert (out / "summary.png").stat().st_size > 10_000
+    assert "evaluate: 100%" in done.stderr  # the progress bar over triplets
+
+
+def test_the_stage_refuses_an_empty_test_split(tmp_path, params_dict):
+    root = tmp_path / "data/triplets"
+    root.mkdir(parents=True)
+    pd.DataFrame(columns=["clip", "split", "status"]).to_csv(root / "manifest.csv", index=False)
+    write_params(tmp_path, params_dict)
+    assert_user_error(run_module("pipeline.evaluate", tmp_path), "no test triplet")
