@@ -37,17 +37,21 @@ STUDY_RESULTS = Path("results/study")
 
 LR_FIND_METRICS = Path("results/lr_find/metrics.json")
 LR_FIND_SUGGESTION = "valley"  # the suggestion the study tries (read it as an upper bound; see the README)
-# The standard study: name -> params set on top of the baseline commit (which is the author's advice itself,
-# warmup then hold lr = 1e-5). Every run gets the same budget: the baseline's train.steps.
+# The standard study: name -> params set on top of the baseline commit. Every run also gets STUDY_COMMON.
 STUDY: dict[str, dict[str, str]] = {
+    "author-1e-5": {"train.schedule": "warmup_constant", "lr": "1e-5"},  # the RIFE author's advice for 4.x
     "rife-cosine-3e-4": {"train.schedule": "warmup_cosine", "lr": "3e-4"},  # RIFE's own from-scratch recipe
     "constant-1e-4": {"train.schedule": "constant", "lr": "1e-4"},
     "cosine-3e-5": {"train.schedule": "warmup_cosine", "lr": "3e-5"},
     "one-cycle-1e-4": {"train.schedule": "one_cycle", "lr": "1e-4"},
-    "layer-decay-3e-5": {"lr": "3e-5", "train.groups.layer_decay": "0.3"},  # coarser blocks: 0.3x, 0.09x
-    "freeze-then-all-1e-5": {"lr": "1e-5", "train.freeze.preset": "freeze_then_all"},
-    "hold-3e-5": {"lr": "3e-5"},
+    "layer-decay-3e-5": {"train.schedule": "warmup_constant", "lr": "3e-5",
+                         "train.groups.layer_decay": "0.3"},  # finest block 3e-5, the next 9e-6, the coarsest 2.7e-6
+    "freeze-then-all-1e-5": {"train.schedule": "warmup_constant", "lr": "1e-5",
+                             "train.freeze.preset": "freeze_then_all"},
 }
+# What every run of the study shares: the comparison it exists for (fine-tuned against pretrained, PSNR and
+# SSIM); the baselines of the evaluate stage do not depend on the learning rate, so they are not recomputed.
+STUDY_COMMON = {"evaluate.methods": "[finetuned,pretrained]", "evaluate.metrics": "[psnr,ssim]"}
 
 
 @dataclass
@@ -136,15 +140,18 @@ def experiments_json(cwd: Path = Path(".")) -> list[dict]:
     return json.loads(done.stdout)
 
 
-def queue_study(cwd: Path = Path(".")) -> list[str]:
-    """Queue every run of :data:`STUDY` plus one at the rate lr_find suggests; returns the names queued."""
+def queue_study(steps: int | None, cwd: Path = Path(".")) -> list[str]:
+    """Queue every run of :data:`STUDY` plus one at the rate lr_find suggests, each for ``steps`` optimizer
+    steps (None: the baseline's train.steps); returns the names queued."""
     runs = dict(STUDY)
     if (cwd / LR_FIND_METRICS).is_file():
         rate = json.loads((cwd / LR_FIND_METRICS).read_text())["suggested"][LR_FIND_SUGGESTION]
-        runs[f"lr-find-{LR_FIND_SUGGESTION}"] = {"lr": f"{rate:.2g}"}
+        runs[f"lr-find-{LR_FIND_SUGGESTION}"] = {"train.schedule": "warmup_constant", "lr": f"{rate:.2g}"}
     else:
         log.warning("%s is missing (run dvc repro lr_find): the lr_find run is left out", LR_FIND_METRICS)
+    common = {**STUDY_COMMON, **({"train.steps": str(steps)} if steps else {})}
     for name, changes in runs.items():
+        changes = {**common, **changes}
         cmd = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", name]
         for key, value in changes.items():
             cmd += ["-S", f"{key}={value}"]
@@ -191,9 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=STUDY_RESULTS, help=f"folder to write (default {STUDY_RESULTS})")
     parser.add_argument("--queue", action="store_true",
                         help="queue the standard study first (then: dvc queue start -j 1)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="with --queue: the budget of every run in optimizer steps (default: train.steps)")
     args = parser.parse_args(argv)
     if args.queue:
-        names = queue_study()
+        names = queue_study(args.steps)
         log.info("queued %d runs; start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
                  len(names))
         return

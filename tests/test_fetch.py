@@ -44,3 +44,16 @@ def test_bad_params_stop_a_stage_with_one_line(tmp_path, params_dict):
     params_dict["train"]["batch_size"] = 0
     write_params(tmp_path, params_dict)
     assert_user_error(run_module("pipeline.fetch", tmp_path), "train.batch_size = 0", "integer >= 1")
+
+
+def test_a_wheel_file_with_the_wrong_sha256_is_refused(tmp_path):
+    import zipfile
+
+    from pipeline.errors import UserError
+    from pipeline.fetch import WheelFile, extract_member
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/data.bin", b"tampered")
+    spec = WheelFile("pkg==1.0", "pkg/data.bin", "0" * 64)
+    with pytest.raises(UserError, match=r"pkg==1.0:pkg/data.bin has sha256 [0-9a-f]{64}, expected 0{64}"):
+        extract_member(wheel, spec, tmp_path / "data.bin")

@@ -68,3 +68,10 @@ def test_bad_requests_stop_with_one_line_and_write_nothing(work, args, fragment)
     assert_user_error(run_module("pipeline.interpolate", work, *args), fragment)
     assert (work / "taken.mp4").read_bytes() == b"keep me"
     assert not (work / "x.mp4").exists() and not list(work.glob(".*.tmp*"))
+
+
+def test_png_output_onto_an_existing_file_is_refused(work):
+    (work / "notes").write_text("keep")
+    assert_user_error(run_module("pipeline.interpolate", work, "clip.avi", "notes", "--checkpoint", "4.18.pkl",
+                                 "--overwrite"), "notes: is a file; PNG frames go to a folder")
+    assert (work / "notes").read_text() == "keep"

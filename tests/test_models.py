@@ -260,7 +260,7 @@ def test_truncated_and_foreign_files_are_clear_errors(official_hdv3, tmp_path):
         read_state_dict(only_teacher)
     pickled = tmp_path / "list.pkl"
     pickled.write_bytes(pickle.dumps([1, 2]))
-    with pytest.raises(UserError, match="list.pkl"):
+    with pytest.raises(UserError, match=r"list.pkl: refused, .*\(it holds objects other than tensors\)"):
         read_state_dict(pickled)
 
 
@@ -289,3 +289,13 @@ def test_channels_last_inference_differs_only_by_rounding(arch):
     assert fast.memory_format() == torch.channels_last and not fast.training
     out = fast.interpolate(img0, img1)
     assert out.is_contiguous() and (out - plain).abs().max() < 1e-4
+
+
+def test_auto_without_the_pretrained_file_says_what_to_run(tmp_path, params_dict):
+    from pipeline.models import with_resolved_arch
+    from pipeline.params import load_params
+    from tests.helpers import write_params
+    write_params(tmp_path, params_dict)
+    params = load_params(tmp_path / "params.yaml")
+    with pytest.raises(UserError, match=r"train.arch: auto .*missing\.pkl, which is missing; run `dvc repro fetch`"):
+        with_resolved_arch(params, tmp_path / "missing.pkl")
