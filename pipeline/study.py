@@ -130,10 +130,10 @@ def parse(show: list[dict]) -> list[Row]:
     return rows
 
 
-def experiments_json(cwd: Path = Path(".")) -> list[dict]:
-    # dvc of this Python environment (the one the pipeline runs in), found without relying on PATH
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=cwd, capture_output=True,
-                          text=True)
+def experiments_json(rev: str | None = None, cwd: Path = Path(".")) -> list[dict]:
+    """``dvc exp show --json`` for HEAD (or ``rev``), run by the dvc of this Python environment (no PATH needed)."""
+    cmd = [sys.executable, "-m", "dvc", "exp", "show", "--json"] + (["--rev", rev] if rev else [])
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
         raise UserError(f"dvc exp show failed: {lines[-1] if lines else done.returncode}")
@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=STUDY_RESULTS, help=f"folder to write (default {STUDY_RESULTS})")
     parser.add_argument("--queue", action="store_true",
                         help="queue the standard study first (then: dvc queue start -j 1)")
+    parser.add_argument("--rev", default=None,
+                        help="summarise the experiments of this commit instead of HEAD's (e.g. after later commits)")
     parser.add_argument("--steps", type=int, default=None,
                         help="with --queue: the budget of every run in optimizer steps (default: train.steps)")
     args = parser.parse_args(argv)
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("queued %d runs; start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
                  len(names))
         return
-    rows = parse(experiments_json())
+    rows = parse(experiments_json(args.rev))
     table = markdown(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "summary.md", table)
