@@ -105,7 +105,7 @@ class FrameSink:
 
 
 def to_bgr(frame: torch.Tensor) -> np.ndarray:
-    rgb = np.clip(from_batch(frame) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgb = np.clip(from_batch(frame)[0] * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
@@ -114,7 +114,7 @@ def interpolate_video(model: FlowNet, source: Path, sink: FrameSink, multi: int,
     previous_bgr, previous = None, None
     total = video_frame_count(source)
     for bgr in tqdm(iter_video_bgr(source), total=total, desc="interpolate", unit="frame"):
-        current = to_batch(np.ascontiguousarray(bgr[:, :, ::-1]), device)
+        current = to_batch(np.ascontiguousarray(bgr[None, :, :, ::-1]), device)
         if previous is not None:
             if current.shape != previous.shape:
                 raise UserError(f"{source}: the frame size changes inside the video")

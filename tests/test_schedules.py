@@ -22,7 +22,8 @@ LR = 3e-5
 
 @pytest.fixture()
 def cfg(params_dict) -> Train:
-    return build(Train, params_dict["train"], "train.")
+    """The project's train params for HDv3 (params.yaml says auto; stages resolve it from the checkpoint)."""
+    return build(Train, {**params_dict["train"], "arch": "hdv3"}, "train.")
 
 
 def with_options(cfg: Train, schedule: str, **options) -> Train:
