@@ -123,9 +123,7 @@ def parse(show: list[dict]) -> list[Row]:
     for group in baseline.get("experiments") or []:
         executor = group.get("executor") or {}
         for state in group.get("revs") or []:
-            status = executor.get("state") or ("failed" if state.get("error") else "success")
-            if state.get("error"):
-                status = "failed"
+            status = "failed" if state.get("error") else executor.get("state") or "success"
             rows.append(make_row(state, group.get("name") or state.get("name") or state.get("rev", "")[:7], status))
     return rows
 
