@@ -172,6 +172,29 @@ def test_interrupted_training_resumes_to_identical_weights(project):
     assert steps == list(range(1, 41))
 
 
+def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
+    """The same through dvc repro, which deletes a stage's outputs before running it unless they persist:
+    the resumed run must keep the curves logged before the interruption, validation at step 0 included."""
+    root, _ = project
+    train_params(root, steps=30, warmup_steps=3, checkpoint_every=5, val_every=10)
+    checkpoint = root / "state/train/latest/step.json"
+    repro = ["dvc", "repro", "train"]
+    proc = subprocess.Popen(repro, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and checkpoint.exists()
+    resumed = sh(root, *repro)
+    assert "resuming from state/train/latest at step" in resumed.stdout + resumed.stderr
+    curves = root / "results/train/plots/metrics"
+    assert pd.read_csv(curves / "train/loss.tsv", sep="\t")["step"].tolist() == list(range(1, 31))
+    assert pd.read_csv(curves / "val/psnr.tsv", sep="\t")["step"].tolist() == [0, 10, 20, 30]
+    assert pd.read_csv(curves / "train/seconds.tsv", sep="\t")["seconds"].is_monotonic_increasing
+
+
 def test_the_preview_is_what_training_logs(project):
     """A strategy with a shape: cosine, layer-wise decay and a group frozen for the first steps."""
     root, _ = project
