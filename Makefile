@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test
+.PHONY: setup repro test test-fast
 
 setup: $(VENV)/.installed
 
@@ -23,3 +23,7 @@ repro: setup
 
 test: setup
 	pytest -q
+
+# The fast tier: everything but the end-to-end and package-index tests (about a minute here).
+test-fast: setup
+	pytest -q -m "not slow and not network"

@@ -19,11 +19,11 @@ import pandas as pd
 from numpy.lib.format import open_memmap
 from tqdm import tqdm
 
-from pipeline.data import read_triplet, split_triplets
-from pipeline.errors import UserError, user_facing
-from pipeline.fsutil import atomic_dir
-from pipeline.params import Augment, load_params
-from pipeline.paths import AUGMENTED_DIR, SAMPLES_FILE, TRIPLETS_DIR
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.errors import UserError, user_facing
+from pipeline.core.params import Augment, load_params
+from pipeline.core.paths import AUGMENTED_DIR, SAMPLES_FILE, TRIPLETS_DIR
+from pipeline.footage.triplets import read_triplet, split_triplets
 
 log = logging.getLogger("pipeline.augment")
 

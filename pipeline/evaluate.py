@@ -1,7 +1,7 @@
 """Stage ``evaluate``: did the fine-tune help on this footage, by how much, and where?
 
 Every method of ``evaluate.methods`` (the fine-tuned and pretrained RIFE models and classical baselines, see
-:mod:`pipeline.methods`) predicts every held-out test triplet at full resolution, scored by every metric of
+:mod:`pipeline.scoring.interpolators`) predicts every held-out test triplet at full resolution, scored by every metric of
 ``evaluate.metrics``.
 
 Reads: ``data/triplets/`` (test split), ``models/pretrained/flownet.pkl``, ``models/finetuned/flownet.pkl``;
@@ -23,22 +23,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.data import split_triplets
-from pipeline.errors import UserError, user_facing
-from pipeline.eval_plots import write_examples, write_summary_png
-from pipeline.fsutil import atomic_path, write_text
-from pipeline.inference import FULL_SCALE_MAX_PIXELS, score_triplets
-from pipeline.methods import build_methods
+from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.errors import UserError, user_facing
+from pipeline.core.params import Evaluate, load_params
+from pipeline.core.paths import EVALUATE_RESULTS, PRETRAINED
+from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, with_resolved_arch
-from pipeline.params import Evaluate, load_params
-from pipeline.paths import EVALUATE_RESULTS, PRETRAINED
+from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS, score_triplets
+from pipeline.scoring.interpolators import build_methods
+from pipeline.scoring.plots import write_examples, write_summary_png
 
 log = logging.getLogger("pipeline.evaluate")
 
 MAX_PSNR = 100.0  # dB; a pixel-exact prediction (infinite PSNR) counts as this in means
 GAIN = "finetuned_minus_pretrained"
 ROW_COLUMNS = ["triplet", "clip", "frame0", "frame_t", "frame1", "timestep", "height", "width", "motion"]
-CLIP_METRICS = ("psnr", "ssim")  # the per-clip breakdown stays small: DESIGN.md's two metrics only
+CLIP_METRICS = ("psnr", "ssim")  # the per-clip breakdown stays small: the two headline metrics only
 OTHER_CLIPS = "other_clips"
 
 

@@ -7,7 +7,7 @@ lossless), ``manifest.csv`` (every candidate triplet, kept or not, with its scor
 ``report.json`` (counts per split and per reason, each clip, and any skipped file).
 
 Each clip is decoded once, streaming: a window of ``2 * gap + 1`` frames is held, scored on thumbnails
-and decided as soon as its last frame arrives (see :mod:`pipeline.sampling`), so memory stays flat
+and decided as soon as its last frame arrives (see :mod:`pipeline.footage.windows`), so memory stays flat
 whatever the clip's length. Clips are processed in parallel, one process per available core.
 """
 
@@ -27,14 +27,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.errors import UserError, user_facing
-from pipeline.fsutil import atomic_dir
-from pipeline.params import Extract, load_params
-from pipeline.paths import TRIPLETS_DIR
-from pipeline.sampling import (KEPT, OVER_CAP, SPLITS, Cap, Segments, deal_clips, deal_vimeo_groups,
-                               drop_reason, segments_for, targets, whole_clip)
-from pipeline.sources import VIDEO_EXTENSIONS, Clip, VimeoEntry, discover
-from pipeline.video import mean_abs_diff, read_bgr, thumbnail, write_bgr
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.errors import UserError, user_facing
+from pipeline.core.params import Extract, load_params
+from pipeline.core.paths import TRIPLETS_DIR
+from pipeline.footage.sources import VIDEO_EXTENSIONS, Clip, VimeoEntry, discover
+from pipeline.footage.video import mean_abs_diff, read_bgr, thumbnail, write_bgr
+from pipeline.footage.windows import (KEPT, OVER_CAP, SPLITS, Cap, Segments, deal_clips, deal_vimeo_groups, drop_reason,
+                                      segments_for, targets, whole_clip)
 
 log = logging.getLogger("pipeline.extract")
 

@@ -18,11 +18,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import UserError, user_facing
-from pipeline.fsutil import atomic_dir
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.errors import UserError, user_facing
+from pipeline.core.params import Sources, load_params
+from pipeline.core.paths import DEMO_DIR, PRETRAINED
 from pipeline.models import Checkpoint, identify, read_checkpoint, write_state_dict
-from pipeline.params import Sources, load_params
-from pipeline.paths import DEMO_DIR, PRETRAINED
 
 log = logging.getLogger("pipeline.fetch")
 

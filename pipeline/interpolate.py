@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.data import from_batch, to_batch
-from pipeline.errors import UserError, user_facing
-from pipeline.fsutil import atomic_dir, atomic_path
-from pipeline.models import ARCHITECTURES, AUTO, FlowNet, load_checkpoint
-from pipeline.paths import FINETUNED
-from pipeline.video import check_file, iter_video_bgr, video_frame_count, write_bgr
+from pipeline.core.atomic import atomic_dir, atomic_path
+from pipeline.core.errors import UserError, user_facing
+from pipeline.core.paths import FINETUNED
+from pipeline.footage.video import check_file, iter_video_bgr, video_frame_count, write_bgr
+from pipeline.models import ARCHITECTURES, AUTO, FlowNet, from_batch, load_checkpoint, to_batch
 
 log = logging.getLogger("pipeline.interpolate")
 

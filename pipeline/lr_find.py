@@ -21,20 +21,19 @@ import math
 
 import numpy as np
 import pandas as pd
-from accelerate import Accelerator
+import torch
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from pipeline.errors import user_facing
-from pipeline.fsutil import atomic_path, write_text
-from pipeline.groups import check_group_names, multipliers
-from pipeline.losses import needs_teacher, rife_loss
+from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.errors import user_facing
+from pipeline.core.params import Params, load_params
+from pipeline.core.paths import LR_FIND_RESULTS, PRETRAINED
+from pipeline.core.plotting import png_figure
 from pipeline.models import load_checkpoint, with_resolved_arch
-from pipeline.optim import build_optimizer
-from pipeline.params import Params, load_params
-from pipeline.paths import LR_FIND_RESULTS, PRETRAINED
-from pipeline.plotting import png_figure
-from pipeline.train import batches, make_loader, use_cpu_cores
+from pipeline.training.groups import check_group_names, multipliers
+from pipeline.training.loop import batches, make_accelerator, make_loader, train_step, use_cpu_cores
+from pipeline.training.optim import build_optimizer
 
 log = logging.getLogger("pipeline.lr_find")
 
@@ -80,11 +79,13 @@ def suggestions(rates: np.ndarray, smoothed: list[float]) -> dict[str, float]:
 
 
 def range_test(params: Params) -> pd.DataFrame:
+    """Train from the pretrained weights with the base rate rising from ``min_lr`` to ``max_lr``, one
+    optimizer step (the same step as ``train``) per rate; the loss and smoothed loss at each rate."""
     cfg, find = params.train, params.lr_find
-    accelerator = Accelerator()
+    accelerator = make_accelerator(params)
     use_cpu_cores(accelerator)
     set_seed(params.base.seed)
-    model = load_checkpoint(PRETRAINED, cfg.arch).train()
+    model = load_checkpoint(PRETRAINED, cfg.arch).train().to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, find.min_lr, cfg)
     model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(params, accelerator))
     rate_of = multipliers(cfg)
@@ -95,18 +96,11 @@ def range_test(params: Params) -> pd.DataFrame:
     for step, rate in enumerate(bar):
         for group in optimizer.param_groups:
             group["lr"] = rate * rate_of[group["name"]]
-        img0, gt, img1, timestep = next(batch_iter)
-        teach = needs_teacher(cfg.loss)
-        loss = rife_loss(model(img0, img1, gt if teach else None, timestep=timestep), gt, cfg.loss)["total"]
-        if not math.isfinite(loss.item()):
+        loss = train_step(model, optimizer, batch_iter, params, accelerator, frozen=set())["total"]
+        if not math.isfinite(loss):
             log.info("loss is not finite at lr %.3g: stopping", rate)
             break
-        accelerator.backward(loss)
-        if cfg.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad()
-        rows.append({"step": step, "lr": float(rate), "log10_lr": math.log10(rate), "loss": loss.item()})
+        rows.append({"step": step, "lr": float(rate), "log10_lr": math.log10(rate), "loss": loss})
         smoothed = smooth([r["loss"] for r in rows], find.smoothing)
         rows[-1]["smoothed_loss"] = smoothed[-1]
         bar.set_postfix(lr=f"{rate:.2e}", loss=f"{smoothed[-1]:.4f}")

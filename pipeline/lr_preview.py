@@ -17,15 +17,15 @@ import warnings
 import pandas as pd
 import torch
 
-from pipeline.errors import user_facing
-from pipeline.fsutil import atomic_path
-from pipeline.groups import check_group_names, frozen_at, unfreeze_steps
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import user_facing
+from pipeline.core.params import Params, load_params
+from pipeline.core.paths import LR_PREVIEW_RESULTS, PRETRAINED
+from pipeline.core.plotting import png_figure
 from pipeline.models import create_model, with_resolved_arch
-from pipeline.optim import build_optimizer, group_lrs
-from pipeline.params import Params, load_params
-from pipeline.paths import LR_PREVIEW_RESULTS, PRETRAINED
-from pipeline.plotting import png_figure
-from pipeline.schedules import build_scheduler
+from pipeline.training.groups import check_group_names, frozen_at, unfreeze_steps
+from pipeline.training.optim import build_optimizer, group_lrs
+from pipeline.training.schedules import build_scheduler
 
 log = logging.getLogger("pipeline.lr_preview")
 

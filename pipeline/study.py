@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.errors import UserError, user_facing
-from pipeline.fsutil import atomic_path, write_text
-from pipeline.plotting import png_figure
+from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.errors import UserError, user_facing
+from pipeline.core.plotting import png_figure
 
 log = logging.getLogger("pipeline.study")
 

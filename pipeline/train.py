@@ -20,61 +20,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.utils import (DataLoaderConfiguration, DistributedDataParallelKwargs, GradientAccumulationPlugin,
-                               gather_object, set_seed)
-from torch.utils.data import DataLoader
+from accelerate.utils import gather_object, set_seed
 from tqdm import tqdm
 
-from pipeline.data import TrainSamples, split_triplets
-from pipeline.errors import EXIT_INTERRUPTED, UserError, user_facing
-from pipeline.groups import check_group_names, frozen_at, unfreeze_steps
-from pipeline.inference import score_rows
-from pipeline.losses import needs_teacher, rife_loss
+from pipeline.core.errors import EXIT_INTERRUPTED, UserError, user_facing
+from pipeline.core.params import Params, load_params
+from pipeline.core.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_RESULTS
+from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, load_checkpoint, read_checkpoint, save_checkpoint, with_resolved_arch
-from pipeline.optim import build_optimizer, drop_frozen_gradients, group_lrs
-from pipeline.params import Params, load_params
-from pipeline.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_RESULTS
-from pipeline.resume import TrainState, fingerprint
-from pipeline.schedules import build_scheduler, observe_validation
-from pipeline.selection import BestOnValidation, moving_average
+from pipeline.scoring.batches import score_rows
+from pipeline.training.groups import check_group_names, frozen_at, unfreeze_steps
+from pipeline.training.loop import batches, make_accelerator, make_loader, train_step, use_cpu_cores
+from pipeline.training.optim import build_optimizer, group_lrs
+from pipeline.training.resume import TrainState, fingerprint
+from pipeline.training.schedules import build_scheduler, observe_validation
+from pipeline.training.weights import BestOnValidation, moving_average
 
 log = logging.getLogger("pipeline.train")
 
 LAUNCHED_BY_ACCELERATE = "ACCELERATE_DYNAMO_BACKEND"  # set by `accelerate launch` for every process it starts
 LAUNCHED_BY_TORCHRUN = "TORCHELASTIC_RUN_ID"  # set by torchrun (which accelerate's multi-process launch uses too)
-
-
-
-def make_accelerator(params: Params) -> Accelerator:
-    # Without the teacher loss, block_tea gets no gradient: DDP must be told to expect unused parameters.
-    unused = DistributedDataParallelKwargs(find_unused_parameters=not needs_teacher(params.train.loss))
-    return Accelerator(
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=params.train.grad_accum_steps, sync_with_dataloader=False),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        kwargs_handlers=[unused],
-        log_with="dvclive",
-    )
-
-
-def use_cpu_cores(accelerator: Accelerator) -> None:
-    """Undo the single thread a config-less ``accelerate launch`` gives a lone CPU process.
-
-    Without ``--cpu`` or an accelerate config, the launcher sets OMP_NUM_THREADS=1, which halves training
-    speed on a 2-core machine. With several processes it already shares the cores out, so leave that alone.
-    """
-    if accelerator.device.type != "cpu" or accelerator.num_processes > 1 or torch.get_num_threads() > 1:
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores > 1:
-        torch.set_num_threads(cores)
-        log.info("training on %d CPU threads (accelerate launch passed 1; set "
-                 "--num_cpu_threads_per_process to choose)", cores)
 
 
 def trim_curves(directory: Path, step: int) -> None:
@@ -92,27 +61,6 @@ def seconds_so_far(directory: Path) -> float:
         return 0.0
     logged = pd.read_csv(curve, sep="\t")
     return float(logged["seconds"].iloc[-1]) if len(logged) else 0.0
-
-
-def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
-    samples = TrainSamples(AUGMENTED_DIR)
-    check_timesteps(params.train.arch, samples.timesteps, str(AUGMENTED_DIR))
-    per_step = params.train.batch_size * accelerator.num_processes
-    if len(samples) < per_step:
-        raise UserError(f"data/augmented holds {len(samples)} samples, fewer than one batch "
-                        f"(train.batch_size {params.train.batch_size} x {accelerator.num_processes} processes)")
-    generator = torch.Generator().manual_seed(params.base.seed)
-    return DataLoader(samples, batch_size=params.train.batch_size, shuffle=True, drop_last=True,
-                      generator=generator, num_workers=params.train.num_workers)
-
-
-def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterator:
-    """Endless micro-batches, epoch after epoch, starting at micro-batch ``start`` (for resume)."""
-    epoch, skip = divmod(start, len(loader))
-    while True:
-        loader.set_epoch(epoch)
-        yield from (accelerator.skip_first_batches(loader, skip) if skip else loader)
-        epoch, skip = epoch + 1, 0
 
 
 def val_rows(params: Params) -> pd.DataFrame:
@@ -134,43 +82,16 @@ def validate(net: torch.nn.Module, rows: pd.DataFrame, params: Params, accelerat
     return {"val/psnr": sum(s[0] for s in scores) / len(scores), "val/ssim": sum(s[1] for s in scores) / len(scores)}
 
 
-def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accelerator,
-               frozen: set[str]) -> dict[str, float]:
-    """One optimizer step over ``grad_accum_steps`` micro-batches, leaving ``frozen`` groups untouched;
-    returns the mean loss terms."""
-    cfg = params.train
-    sums: dict[str, float] = {}
-    teach = needs_teacher(cfg.loss)
-    for _ in range(cfg.grad_accum_steps):
-        *frames, timestep = next(batch_iter)
-        img0, gt, img1 = (f.contiguous(memory_format=torch.channels_last) for f in frames)
-        with accelerator.accumulate(model):
-            terms = rife_loss(model(img0, img1, gt if teach else None, timestep=timestep), gt, cfg.loss)
-            finite = accelerator.gather(torch.isfinite(terms["total"].detach()).reshape(1)).all()
-            if not finite:
-                return {"total": math.nan}
-            accelerator.backward(terms["total"])
-            if accelerator.sync_gradients:
-                drop_frozen_gradients(optimizer, frozen)
-                if cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item() / cfg.grad_accum_steps
-    return sums
-
-
 def run(params: Params) -> None:
     cfg = params.train
-    accelerator = make_accelerator(params)
+    accelerator = make_accelerator(params, log_with="dvclive")
     use_cpu_cores(accelerator)
     if accelerator.is_main_process:
         log.info("training %s with %d process(es) (%s) on %s, mixed precision %s", cfg.arch,
                  accelerator.num_processes, accelerator.distributed_type, accelerator.device.type,
                  accelerator.mixed_precision)
     set_seed(params.base.seed)
-    # channels_last: 13% faster training steps on this CPU (tests/benchmarks/bench_train.py), same weights layout
+    # channels_last weights to match the channels_last batches of train_step (same weights, faster steps)
     model = load_checkpoint(PRETRAINED, cfg.arch).train().to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, params.lr, cfg)
     scheduler = build_scheduler(optimizer, cfg)

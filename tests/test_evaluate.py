@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline import params as params_module
-from pipeline.eval_plots import pick_examples
+from pipeline.core import params as params_module
+from pipeline.core.params import load_params
 from pipeline.evaluate import OTHER_CLIPS, motion_buckets, summarise, triplet_table
-from pipeline.inference import model_predictor, model_scale, same_size_chunks, score_rows, score_triplets
-from pipeline.methods import METHODS, blend, dis_flow, repeat_nearer
-from pipeline.metrics import METRICS, psnr
-from pipeline.params import load_params
+from pipeline.scoring.batches import model_predictor, model_scale, same_size_chunks, score_rows, score_triplets
+from pipeline.scoring.interpolators import METHODS, blend, dis_flow, repeat_nearer
+from pipeline.scoring.metrics import METRICS, psnr
+from pipeline.scoring.plots import pick_examples
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, write_params
 
 BASELINES = {"repeat": repeat_nearer, "blend": blend, "dis_flow": dis_flow}

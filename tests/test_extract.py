@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import UserError
-from pipeline.params import Extract, build
-from pipeline.sampling import Cap, Segments, deal_clips, segments_for, targets, whole_clip
-from pipeline.sources import numbered_frames
+from pipeline.core.errors import UserError
+from pipeline.core.params import Extract, build
+from pipeline.footage.sources import numbered_frames
+from pipeline.footage.windows import Cap, deal_clips, segments_for, targets, whole_clip
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
 
 

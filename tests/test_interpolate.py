@@ -5,7 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from pipeline.models import create_model, expected_shapes, save_checkpoint
 from tests.golden import seeded_state

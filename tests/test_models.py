@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
+from pipeline.core.params import ARCH_NAMES
 from pipeline.models import (ARCHITECTURES, AUTO, create_model, expected_shapes, load_checkpoint, read_checkpoint,
                              read_state_dict, resolve_arch, save_checkpoint)
-from pipeline.params import ARCH_NAMES
 from tests.golden import (HDV3_GOLDEN, HDV3_SCALES, V4_CASES, V4_GOLDEN, as_batch, as_image, case_key, real_frames,
                           seeded_state)
 
 V4 = [arch for arch in ARCHITECTURES if arch != "hdv3"]
-# Parameter counts of the published networks (RIFE-FACTS; Practical-RIFE model list).
+# Parameter counts of the published networks (the Practical-RIFE model list; the official code in the wheels).
 PUBLISHED_PARAMS = {"hdv3": 3_038_015, "4.6": 5_306_256, "4.18": 5_364_312, "4.22": 9_322_416, "4.25": 5_664_776,
                     "4.26": 5_664_776}
 OFFICIAL_HDV3_TENSORS = 160
@@ -274,7 +274,8 @@ def test_hdv3_refuses_targets_off_the_middle_frame():
 
 def test_validation_batches_only_frames_of_one_size():
     import pandas as pd
-    from pipeline.inference import same_size_chunks
+
+    from pipeline.scoring.batches import same_size_chunks
     rows = pd.DataFrame({"height": [8, 8, 8, 16, 16, 8], "width": [8, 8, 8, 16, 16, 8], "timestep": 0.5})
     assert [len(c) for c in same_size_chunks(rows, 2)] == [2, 1, 2, 1]
     assert [len(c) for c in same_size_chunks(rows, 10)] == [3, 2, 1]
@@ -292,8 +293,8 @@ def test_channels_last_inference_differs_only_by_rounding(arch):
 
 
 def test_auto_without_the_pretrained_file_says_what_to_run(tmp_path, params_dict):
+    from pipeline.core.params import load_params
     from pipeline.models import with_resolved_arch
-    from pipeline.params import load_params
     from tests.helpers import write_params
     write_params(tmp_path, params_dict)
     params = load_params(tmp_path / "params.yaml")

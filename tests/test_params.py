@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline.errors import UserError
-from pipeline.params import load_params
+from pipeline.core.errors import UserError
+from pipeline.core.params import load_params
 
 
 def write(tmp_path, data, text=None):

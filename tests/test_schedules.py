@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch.optim import lr_scheduler
 
-from pipeline.errors import UserError
-from pipeline.groups import check_group_names, frozen_at, multipliers, unfreeze_steps
+from pipeline.core.errors import UserError
+from pipeline.core.params import SCHEDULES, Params, Train, build
 from pipeline.models import create_model
-from pipeline.optim import build_optimizer, drop_frozen_gradients, group_lrs
-from pipeline.params import SCHEDULES, Params, Train, build
-from pipeline.schedules import build_scheduler, observe_validation, schedule_builders
+from pipeline.training.groups import check_group_names, frozen_at, multipliers, unfreeze_steps
+from pipeline.training.optim import build_optimizer, drop_frozen_gradients, group_lrs
+from pipeline.training.schedules import build_scheduler, observe_validation, schedule_builders
 
 LR = 3e-5
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import torch
 
-from pipeline.params import Train, build
-from pipeline.selection import BestOnValidation, moving_average
+from pipeline.core.params import Train, build
+from pipeline.training.weights import BestOnValidation, moving_average
 
 
 def test_best_on_validation_tracks_the_best_and_counts_patience():

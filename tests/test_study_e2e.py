@@ -10,8 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.helpers import copy_project, run_module
-from tests.test_pipeline_e2e import ENV, sh, tiny_params
+from tests.helpers import copy_project, run_module, sh, tiny_params
 
 QUEUE_TIMEOUT_S = 600
 

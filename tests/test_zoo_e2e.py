@@ -9,8 +9,7 @@ import yaml
 
 from pipeline.models import expected_shapes
 from tests.golden import seeded_state
-from tests.helpers import copy_project
-from tests.test_pipeline_e2e import TINY, lr_curve, sh
+from tests.helpers import TINY, copy_project, lr_curve, sh
 
 EXTRAS = {"teacher.conv0.0.0.weight": torch.ones(4), "caltime.0.weight": torch.ones(2)}
 

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from pipeline.errors import UserError
-from pipeline.models.base import FlowNet, IFNetOutput
+from pipeline.core.errors import UserError
+from pipeline.models.base import FlowNet, IFNetOutput, from_batch, to_batch
 from pipeline.models.checkpoint import (Checkpoint, describe, mismatches, read_checkpoint, read_state_dict,
                                         save_checkpoint, write_state_dict)
 from pipeline.models.hdv3 import IFNetHDv3
 from pipeline.models.v4 import V4_ARCHITECTURES
 
 if TYPE_CHECKING:
-    from pipeline.params import Params
+    from pipeline.core.params import Params
 
 ARCHITECTURES: dict[str, type[FlowNet]] = {"hdv3": IFNetHDv3, **V4_ARCHITECTURES}
 AUTO = "auto"  # train.arch value: recognise the architecture from the checkpoint's key names and shapes
@@ -105,5 +105,5 @@ def check_timesteps(arch: str, timesteps: Iterable[float], where: str) -> None:
 
 
 __all__ = ["ARCHITECTURES", "AUTO", "Checkpoint", "FlowNet", "IFNetOutput", "check_timesteps", "create_model",
-           "expected_shapes", "identify", "load_checkpoint", "read_checkpoint", "read_state_dict", "resolve_arch",
-           "save_checkpoint", "with_resolved_arch", "write_state_dict"]
+           "expected_shapes", "from_batch", "identify", "load_checkpoint", "read_checkpoint", "read_state_dict",
+           "resolve_arch", "save_checkpoint", "to_batch", "with_resolved_arch", "write_state_dict"]

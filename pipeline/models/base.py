@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +23,16 @@ class IFNetOutput:
     masks: list[torch.Tensor] = field(default_factory=list)  # sigmoid mask after each block
     teacher_prediction: torch.Tensor | None = None  # only for networks with a teacher, when given the target
     teacher_flow: torch.Tensor | None = None
+
+
+def to_batch(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B,H,W,3) uint8 frames to a (B,3,H,W) float tensor in [0, 1] on ``device``: the networks' input."""
+    return torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def from_batch(tensor: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) float tensor to (B,H,W,3) float32 frames."""
+    return tensor.permute(0, 2, 3, 1).float().cpu().numpy()
 
 
 def resize(x: torch.Tensor, factor: float) -> torch.Tensor:

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.errors import UserError
-from pipeline.fsutil import atomic_path
+from pipeline.core.atomic import atomic_path
+from pipeline.core.errors import UserError
 
 DDP_PREFIX = "module."
 # Tensors some official files carry that only their training code used; dropped before a strict load.

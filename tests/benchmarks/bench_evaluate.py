@@ -35,13 +35,13 @@ import pandas as pd
 import torch
 import yaml
 
-from pipeline.data import read_triplet, split_triplets, to_batch
-from pipeline.inference import model_scale, read_chunk, same_size_chunks, score_triplets
-from pipeline.methods import build_methods
-from pipeline.metrics import METRICS, prediction_to_255
-from pipeline.models import load_checkpoint
-from pipeline.params import Params, load_params
-from pipeline.paths import FINETUNED, PRETRAINED
+from pipeline.core.params import Params, load_params
+from pipeline.core.paths import FINETUNED, PRETRAINED
+from pipeline.footage.triplets import read_triplet, split_triplets
+from pipeline.models import load_checkpoint, to_batch
+from pipeline.scoring.batches import model_scale, read_chunk, same_size_chunks, score_triplets
+from pipeline.scoring.interpolators import build_methods
+from pipeline.scoring.metrics import METRICS, prediction_to_255
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = "bigbuckbunny.mp4"  # the demo clip at 1280x720
@@ -50,10 +50,10 @@ CHECKPOINTS = {"finetuned": FINETUNED, "pretrained": PRETRAINED}
 PEAK_4K = """
 import resource, sys, time
 import torch
-from pipeline.data import split_triplets
-from pipeline.inference import score_triplets
-from pipeline.methods import build_methods
-from pipeline.params import load_params
+from pipeline.footage.triplets import split_triplets
+from pipeline.scoring.batches import score_triplets
+from pipeline.scoring.interpolators import build_methods
+from pipeline.core.params import load_params
 params = load_params()
 cfg = params.evaluate
 rows = split_triplets("test")

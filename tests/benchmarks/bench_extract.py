@@ -31,8 +31,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from pipeline.extract import available_cores
-from pipeline.sources import discover
-from pipeline.video import iter_video_bgr
+from pipeline.footage.sources import discover
+from pipeline.footage.video import iter_video_bgr
 
 def count(path):
     return sum(1 for _ in iter_video_bgr(path))

@@ -30,11 +30,11 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.data import TrainSamples
-from pipeline.losses import needs_teacher, rife_loss
+from pipeline.core.params import load_params
 from pipeline.models import load_checkpoint, with_resolved_arch
-from pipeline.optim import build_optimizer
-from pipeline.params import load_params
+from pipeline.training.loop import TrainSamples
+from pipeline.training.losses import needs_teacher, rife_loss
+from pipeline.training.optim import build_optimizer
 
 ROOT = Path(__file__).resolve().parents[2]
 WARMUP_STEPS = 3  # first steps (allocator, caches) left out of every rate

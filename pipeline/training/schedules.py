@@ -23,7 +23,7 @@ from typing import Callable
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from pipeline.params import Train, to_steps
+from pipeline.core.params import Train, to_steps
 
 
 class Warmup:

@@ -13,7 +13,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 THUMB_SIDE = 160  # longer side of the thumbnails that motion, cut and duplicate scores are computed on
 # Lossless PNG, tuned for speed: zlib level 1 with the "up" filter encodes 1.7x faster than OpenCV's adaptive

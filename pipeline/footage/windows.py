@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import UserError
-from pipeline.params import Extract
+from pipeline.core.errors import UserError
+from pipeline.core.params import Extract
+from pipeline.core.paths import KEPT, SPLITS
 
-SPLITS = ("train", "val", "test")
-KEPT = "kept"
 OVER_CAP = "over_cap"
 BETWEEN_SPLITS = "between_splits"
 

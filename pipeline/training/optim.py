@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from pipeline.groups import decays, frozen_at, multipliers, split_parameters
-from pipeline.params import Train
+from pipeline.core.params import Train
+from pipeline.training.groups import decays, frozen_at, multipliers, split_parameters
 
 SGD_MOMENTUM = 0.9
 

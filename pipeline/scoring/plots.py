@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.data import read_triplet
-from pipeline.fsutil import atomic_dir, atomic_path
-from pipeline.inference import Predictor
-from pipeline.metrics import prediction_to_255
-from pipeline.params import Evaluate
-from pipeline.plotting import DPI, png_figure, png_grid
+from pipeline.core.atomic import atomic_dir, atomic_path
+from pipeline.core.params import Evaluate
+from pipeline.core.plotting import DPI, png_figure, png_grid
+from pipeline.footage.triplets import read_triplet
+from pipeline.scoring.batches import Predictor
+from pipeline.scoring.metrics import prediction_to_255
 
 PANEL_WIDTH = 480  # pixels per panel in the example grids: three across fit a laptop screen; keeps PNGs ~1 MB
 ERROR_MAP_MAX = 16  # |error| (mean over channels, 0-255 scale) shown at full brightness, the same in every grid

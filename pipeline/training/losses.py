@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pipeline.core.params import Loss
 from pipeline.models.base import IFNetOutput
-from pipeline.params import Loss
 
 PYRAMID_LEVELS = 5  # as in RIFE's LapLoss
 DISTILL_MARGIN = 0.01  # distil only where the student's error exceeds the teacher's by this much

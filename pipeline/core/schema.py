@@ -1,8 +1,8 @@
-"""Typed params from YAML: the field markers the dataclasses in :mod:`pipeline.params` use, and ``build``,
+"""Typed params from YAML: the field markers the dataclasses in :mod:`pipeline.core.params` use, and ``build``,
 which turns a mapping into those frozen dataclasses, checking every key.
 
 Every key is required. An unknown key, a missing key, a wrong type or an out-of-range value raises
-:class:`~pipeline.errors.UserError` naming the key, the value and what is allowed. Floats may be written in any
+:class:`~pipeline.core.errors.UserError` naming the key, the value and what is allowed. Floats may be written in any
 form DVC writes (``1e-05`` is a string to PyYAML's YAML 1.1 rules; it is read as the float it means).
 """
 
@@ -13,7 +13,7 @@ import re
 import typing
 from typing import Any
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 

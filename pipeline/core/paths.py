@@ -13,3 +13,8 @@ EVALUATE_RESULTS = Path("results/evaluate")
 TRAIN_STATE = Path("state/train")  # resumable checkpoints; git- and dvc-ignored, removed when a run completes
 LR_PREVIEW_RESULTS = Path("results/lr_preview")
 LR_FIND_RESULTS = Path("results/lr_find")
+
+# data/triplets/manifest.csv: the split a triplet belongs to, and the status of one that a split uses (every other
+# status names the reason it was dropped)
+SPLITS = ("train", "val", "test")
+KEPT = "kept"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from pipeline.paths import TRAIN_STATE
+from pipeline.core.paths import TRAIN_STATE
 
-log = logging.getLogger("pipeline.resume")
+log = logging.getLogger("pipeline.training.resume")
 
 LATEST = "latest"
 

@@ -1,6 +1,6 @@
 """Image quality metrics on HxWx3 RGB arrays on the 0-255 scale (uint8, or float for unrounded predictions).
 
-``psnr`` and ``ssim`` are the numbers DESIGN.md fixes (they agree with scikit-image's). ``psnr_y`` and
+``psnr`` and ``ssim`` are the headline numbers of metrics.json (they agree with scikit-image's). ``psnr_y`` and
 ``ssim_matlab`` are optional extras for comparing with numbers published elsewhere; each is reported under
 its own name, never in place of the first two.
 """

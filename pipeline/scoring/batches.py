@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.data import from_batch, read_triplet, to_batch
-from pipeline.metrics import METRICS, prediction_to_255
+from pipeline.footage.triplets import read_triplet
+from pipeline.models import from_batch, to_batch
+from pipeline.scoring.metrics import METRICS, prediction_to_255
 
 # (I0, I1) as (B,H,W,3) uint8 RGB, and t -> the frames at time t as (B,H,W,3) float in [0, 1]
 Predictor = Callable[[np.ndarray, np.ndarray, float], np.ndarray]

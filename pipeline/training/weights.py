@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from pipeline.params import Train
+from pipeline.core.params import Train
 
 
 class BestOnValidation:

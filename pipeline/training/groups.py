@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
+from pipeline.core.params import Train, to_steps
 from pipeline.models import ARCHITECTURES
-from pipeline.params import Train, to_steps
 
 
 def group_names(arch: str) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """What the fine-tuned model is compared with: a registry of ways to predict the frame at time t from I0 and I1.
 
-Each entry builds a :data:`~pipeline.inference.Predictor` from the params: the two RIFE checkpoints, and three
+Each entry builds a :data:`~pipeline.scoring.batches.Predictor` from the params: the two RIFE checkpoints, and three
 classical baselines that need no training (repeat the nearer frame, blend the two, warp both along OpenCV's
 DIS optical flow). Every method honours the triplet's timestep t.
 """
@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.errors import UserError
-from pipeline.inference import Predictor, model_predictor
+from pipeline.core.errors import UserError
+from pipeline.core.params import Params
+from pipeline.core.paths import FINETUNED, PRETRAINED
 from pipeline.models import load_checkpoint
-from pipeline.params import Params
-from pipeline.paths import FINETUNED, PRETRAINED
+from pipeline.scoring.batches import Predictor, model_predictor
 
 # OpenCV's most accurate DIS preset (MEDIUM: finer patches, more iterations). The baseline should be the best
 # classical interpolation a user could get from OpenCV in one call; at 1280x720 it costs about 0.04 s per

@@ -1,6 +1,6 @@
 """params.yaml, loaded once into typed, frozen objects (one dataclass per section).
 
-Every key is required (params.yaml is the one place hyper-parameters live); :func:`pipeline.schema.build`
+Every key is required (params.yaml is the one place hyper-parameters live); :func:`pipeline.core.schema.build`
 checks each one against its type and the marker on its field, and :func:`_check_consistency` checks the
 values that must agree with each other. Any mistake stops with one line naming the key.
 """
@@ -12,20 +12,20 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import UserError
-from pipeline.schema import Span, WordOrNumber, bounds, build, choice, span, to_steps
+from pipeline.core.errors import UserError
+from pipeline.core.schema import Span, WordOrNumber, bounds, build, choice, span, to_steps
 
 PARAMS_FILE = Path("params.yaml")
 
 # train.arch: "auto" (recognised from the checkpoint) or one of pipeline.models.ARCHITECTURES (a test keeps
 # the two lists equal; params stay importable without torch).
 ARCH_NAMES = ("auto", "hdv3", "4.6", "4.18", "4.22", "4.22.lite", "4.25", "4.26")
-# Names of the evaluation methods and metrics (the registries in pipeline.methods and pipeline.metrics, which
+# Names of the evaluation methods and metrics (the registries in pipeline.scoring.interpolators and pipeline.scoring.metrics, which
 # import torch and OpenCV; a test checks that these lists match them).
 METHODS = ("finetuned", "pretrained", "repeat", "blend", "dis_flow")
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_matlab")
 REQUIRED_METHODS = ("finetuned", "pretrained")  # the comparison the stage exists for
-REQUIRED_METRICS = ("psnr", "ssim")  # DESIGN.md's two; the plots and the ranking of examples use psnr
+REQUIRED_METRICS = ("psnr", "ssim")  # the headline pair in metrics.json; the plots and the ranking of examples use psnr
 
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "exponential", "polynomial",
              "cosine_restarts", "cyclic", "one_cycle", "plateau")
@@ -203,8 +203,8 @@ class LrFind:
 
 @dataclass(frozen=True)
 class Evaluate:
-    methods: tuple[str, ...] = field(metadata=choice(*METHODS))  # pipeline.methods.METHODS
-    metrics: tuple[str, ...] = field(metadata=choice(*METRICS))  # pipeline.metrics.METRICS
+    methods: tuple[str, ...] = field(metadata=choice(*METHODS))  # pipeline.scoring.interpolators.METHODS
+    metrics: tuple[str, ...] = field(metadata=choice(*METRICS))  # pipeline.scoring.metrics.METRICS
     round_prediction: bool  # round to uint8 before the metrics, as RIFE's benchmark scripts do
     batch_size: int = field(metadata=bounds(1))  # triplets of one size and timestep per model call (pixel-capped)
     scale: WordOrNumber = field(metadata=choice("auto", 1.0, 0.5, 0.25))  # the model's flow scale; auto: by frame size

@@ -17,8 +17,8 @@ from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
-from pipeline.errors import UserError
-from pipeline.video import iter_video_bgr, read_bgr, video_frame_count
+from pipeline.core.errors import UserError
+from pipeline.footage.video import iter_video_bgr, read_bgr, video_frame_count
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")

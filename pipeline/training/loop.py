@@ -1,0 +1,123 @@
+"""The parts of a training run that ``train`` and ``lr_find`` share: the Accelerator, the stored samples and
+their loader, the endless batch stream, and one optimizer step."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, GradientAccumulationPlugin
+from torch.utils.data import DataLoader, Dataset
+
+from pipeline.core.errors import UserError
+from pipeline.core.params import Params
+from pipeline.core.paths import AUGMENTED_DIR, SAMPLES_FILE
+from pipeline.models import check_timesteps
+from pipeline.training.losses import needs_teacher, rife_loss
+from pipeline.training.optim import drop_frozen_gradients
+
+log = logging.getLogger(__name__)
+
+
+class TrainSamples(Dataset):
+    """The stored augmented crops: item ``i`` is (I0, It, I1) as float CHW tensors in [0, 1] and the
+    target's timestep t (a 0-d float tensor)."""
+
+    def __init__(self, root: Path = AUGMENTED_DIR) -> None:
+        path = root / SAMPLES_FILE
+        if not path.is_file():
+            raise UserError(f"{path}: missing; run `dvc repro augment` first")
+        self.samples = np.load(path, mmap_mode="r")
+        self.timesteps = pd.read_csv(root / "manifest.csv")["timestep"].to_numpy(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        frames = torch.from_numpy(np.array(self.samples[index])).permute(0, 3, 1, 2).float().div_(255.0)
+        return frames[0], frames[1], frames[2], torch.tensor(self.timesteps[index])
+
+
+def make_accelerator(params: Params, log_with: str | None = None) -> Accelerator:
+    """The Accelerator of a run: gradient accumulation from ``train.grad_accum_steps``, a seedable sampler."""
+    # Without the teacher loss, block_tea gets no gradient: DDP must be told to expect unused parameters.
+    unused = DistributedDataParallelKwargs(find_unused_parameters=not needs_teacher(params.train.loss))
+    return Accelerator(
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=params.train.grad_accum_steps, sync_with_dataloader=False),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        kwargs_handlers=[unused],
+        log_with=log_with,
+    )
+
+
+def use_cpu_cores(accelerator: Accelerator) -> None:
+    """Undo the single thread a config-less ``accelerate launch`` gives a lone CPU process.
+
+    Without ``--cpu`` or an accelerate config, the launcher sets OMP_NUM_THREADS=1, which halves training
+    speed on a 2-core machine. With several processes it already shares the cores out, so leave that alone.
+    """
+    if accelerator.device.type != "cpu" or accelerator.num_processes > 1 or torch.get_num_threads() > 1:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores > 1:
+        torch.set_num_threads(cores)
+        log.info("training on %d CPU threads (accelerate launch passed 1; set "
+                 "--num_cpu_threads_per_process to choose)", cores)
+
+
+def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
+    """A shuffled, seeded loader over ``data/augmented`` in batches of ``train.batch_size`` per process."""
+    samples = TrainSamples(AUGMENTED_DIR)
+    check_timesteps(params.train.arch, samples.timesteps, str(AUGMENTED_DIR))
+    per_step = params.train.batch_size * accelerator.num_processes
+    if len(samples) < per_step:
+        raise UserError(f"data/augmented holds {len(samples)} samples, fewer than one batch "
+                        f"(train.batch_size {params.train.batch_size} x {accelerator.num_processes} processes)")
+    generator = torch.Generator().manual_seed(params.base.seed)
+    return DataLoader(samples, batch_size=params.train.batch_size, shuffle=True, drop_last=True,
+                      generator=generator, num_workers=params.train.num_workers)
+
+
+def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterator:
+    """Endless micro-batches, epoch after epoch, starting at micro-batch ``start`` (for resume)."""
+    epoch, skip = divmod(start, len(loader))
+    while True:
+        loader.set_epoch(epoch)
+        yield from (accelerator.skip_first_batches(loader, skip) if skip else loader)
+        epoch, skip = epoch + 1, 0
+
+
+def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accelerator,
+               frozen: set[str]) -> dict[str, float]:
+    """One optimizer step over ``grad_accum_steps`` micro-batches, leaving ``frozen`` groups untouched;
+    returns the mean loss terms (``{"total": nan}`` as soon as a loss is not finite on any process)."""
+    cfg = params.train
+    sums: dict[str, float] = {}
+    teach = needs_teacher(cfg.loss)
+    for _ in range(cfg.grad_accum_steps):
+        *frames, timestep = next(batch_iter)
+        # channels_last: 13% faster training steps on this CPU (tests/benchmarks/bench_train.py)
+        img0, gt, img1 = (f.contiguous(memory_format=torch.channels_last) for f in frames)
+        with accelerator.accumulate(model):
+            terms = rife_loss(model(img0, img1, gt if teach else None, timestep=timestep), gt, cfg.loss)
+            finite = accelerator.gather(torch.isfinite(terms["total"].detach()).reshape(1)).all()
+            if not finite:
+                return {"total": math.nan}
+            accelerator.backward(terms["total"])
+            if accelerator.sync_gradients:
+                drop_frozen_gradients(optimizer, frozen)
+                if cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.item() / cfg.grad_accum_steps
+    return sums
