@@ -19,6 +19,8 @@ import yaml
 from pipeline.core.errors import EXIT_INTERRUPTED
 from tests.helpers import ENV, copy_project, lr_curve, sh, tiny_params
 
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
+
 
 def train_params(root: Path, lr: float | None = None, **changes) -> dict:
     """Write the committed tiny params with ``train`` changes (each test starts from the same baseline)."""

@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import copy_project, run_module, sh, tiny_params
 
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
+
 QUEUE_TIMEOUT_S = 600
 
 

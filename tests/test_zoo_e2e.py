@@ -4,12 +4,15 @@ training-only tensors the official file carries), ``train.arch: auto`` and targe
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import torch
 import yaml
 
 from pipeline.models import expected_shapes
 from tests.golden import seeded_state
 from tests.helpers import TINY, copy_project, lr_curve, sh
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo clips
 
 EXTRAS = {"teacher.conv0.0.0.weight": torch.ones(4), "caltime.0.weight": torch.ones(2)}
 
