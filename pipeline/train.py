@@ -13,9 +13,12 @@ resume from ``state/train/`` when the stage is run again with the same params an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +32,8 @@ from tqdm import tqdm
 
 from pipeline.core.errors import EXIT_INTERRUPTED, UserError, user_facing
 from pipeline.core.params import Params, load_params
-from pipeline.core.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_RESULTS
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_LIVE, TRAIN_RESULTS
 from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, load_checkpoint, read_checkpoint, save_checkpoint, with_resolved_arch
 from pipeline.scoring.batches import score_rows
@@ -44,6 +48,22 @@ log = logging.getLogger("pipeline.train")
 
 LAUNCHED_BY_ACCELERATE = "ACCELERATE_DYNAMO_BACKEND"  # set by `accelerate launch` for every process it starts
 LAUNCHED_BY_TORCHRUN = "TORCHELASTIC_RUN_ID"  # set by torchrun (which accelerate's multi-process launch uses too)
+
+
+def start_curves(directory: Path, step: int) -> None:
+    """A fresh run (``step`` 0) starts with no curves; a resumed one keeps those logged up to ``step``."""
+    if step == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        trim_curves(directory, step)
+
+
+def publish_curves(live: Path, results: Path) -> None:
+    """Replace ``results`` (what dvc.yaml declares) with the completed run's curves and summary, at once."""
+    with atomic_dir(results) as tmp:
+        shutil.copytree(live / "plots", tmp / "plots")
+        shutil.copy2(live / "metrics.json", tmp / "metrics.json")
+    log.info("wrote %s", results)
 
 
 def trim_curves(directory: Path, step: int) -> None:
@@ -107,11 +127,13 @@ def run(params: Params) -> None:
                       files=(PRETRAINED, AUGMENTED_DIR / "manifest.csv"))
     state = TrainState(accelerator, key)
     start = state.restore()
-    if start and accelerator.is_main_process:
-        trim_curves(TRAIN_RESULTS, start)
-    seconds = seconds_so_far(TRAIN_RESULTS) if start else 0.0
+    if accelerator.is_main_process:
+        start_curves(TRAIN_LIVE, start)
+    seconds = seconds_so_far(TRAIN_LIVE) if start else 0.0
+    # The curves are logged into the resumable state, and replace results/train only when the run completes: a
+    # failed or interrupted run never leaves curves that belong to no model, and a resumed one keeps every step.
     accelerator.init_trackers("train", init_kwargs={"dvclive": {
-        "dir": str(TRAIN_RESULTS), "dvcyaml": False, "save_dvc_exp": False, "resume": start > 0}})
+        "dir": str(TRAIN_LIVE), "dvcyaml": False, "save_dvc_exp": False, "resume": start > 0}})
 
     def evaluate_now(step: int) -> dict[str, float]:
         net = ema.module if ema is not None else accelerator.unwrap_model(model)
@@ -135,9 +157,9 @@ def run(params: Params) -> None:
         lrs = group_lrs(optimizer, frozen)
         terms = train_step(model, optimizer, batch_iter, params, accelerator, frozen)
         if not math.isfinite(terms["total"]):
-            raise UserError(f"training loss is not finite at step {step} (lr {max(lrs.values()):g}); the "
-                            "learning rate is likely too high. Lower lr; the last good checkpoint is kept in "
-                            f"{state.directory}")
+            raise UserError(f"training loss is not finite at step {step} (lr {max(lrs.values()):g}): the "
+                            "learning rate is likely too high; lower lr. The previous fine-tuned model and its "
+                            "results are kept")
         scheduler.step()
         if ema is not None:
             ema.update_parameters(accelerator.unwrap_model(model))
@@ -158,9 +180,10 @@ def run(params: Params) -> None:
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             state.save(done)
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # dvclive writes its summary (metrics.json) here
     if accelerator.is_main_process:
         save_output(accelerator.unwrap_model(model), ema, best, cfg)
-    accelerator.end_training()
+        publish_curves(TRAIN_LIVE, TRAIN_RESULTS)
     state.clear()
 
 
@@ -174,12 +197,33 @@ def save_output(model: torch.nn.Module, ema, best: BestOnValidation, cfg) -> Non
     log.info("wrote %s", FINETUNED)
 
 
+def child_pids() -> list[int]:
+    """The processes this one started (the launcher's workers), read from /proc (Linux; elsewhere none)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            children.append(int(stat.parent.name))
+    return children
+
+
+def forward_to_children(signum: int, frame) -> None:
+    for pid in child_pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 def launch(launcher_flags: list[str]) -> None:
     """Start this stage under ``accelerate launch`` (with the given launcher flags and the user's
     ``accelerate config``), and pass on its exit code without the launcher's own traceback."""
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     args = launch_command_parser().parse_args([*launcher_flags, "-m", "pipeline.train"])
+    # A scheduler's SIGTERM often reaches only this process: pass it on, so the workers stop as after Ctrl-C
+    signal.signal(signal.SIGTERM, forward_to_children)
     try:
         launch_command(args)
     except subprocess.CalledProcessError as err:

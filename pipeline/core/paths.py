@@ -11,6 +11,7 @@ FINETUNED = Path("models/finetuned/flownet.pkl")
 TRAIN_RESULTS = Path("results/train")
 EVALUATE_RESULTS = Path("results/evaluate")
 TRAIN_STATE = Path("state/train")  # resumable checkpoints; git- and dvc-ignored, removed when a run completes
+TRAIN_LIVE = TRAIN_STATE / "live"  # the curves of the run in progress; copied to TRAIN_RESULTS when it completes
 LR_PREVIEW_RESULTS = Path("results/lr_preview")
 LR_FIND_RESULTS = Path("results/lr_find")
 

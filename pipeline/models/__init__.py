@@ -80,14 +80,20 @@ def with_resolved_arch(params: "Params", checkpoint: str | Path) -> "Params":
     return dataclasses.replace(params, train=dataclasses.replace(params.train, arch=arch))
 
 
+def fitting_arch(checkpoint: Checkpoint, arch: str, source: str | Path) -> str:
+    """``arch`` if ``checkpoint`` has exactly its tensors (for ``auto``, the one it has); otherwise one line."""
+    if arch == AUTO:
+        return identify(checkpoint, source)
+    wrong = describe(mismatches(checkpoint.state, expected_shapes(arch)))
+    if wrong:
+        raise UserError(f"checkpoint {source} does not fit architecture {arch!r}: {wrong}")
+    return arch
+
+
 def load_checkpoint(path: str | Path, arch: str) -> FlowNet:
     """Build ``arch`` (or the one ``auto`` recognises) and load ``path`` with ``strict=True``; eval mode."""
     checkpoint = read_checkpoint(path)
-    arch = identify(checkpoint, path) if arch == AUTO else arch
-    model = create_model(arch)
-    wrong = describe(mismatches(checkpoint.state, expected_shapes(arch)))
-    if wrong:
-        raise UserError(f"checkpoint {path} does not fit architecture {arch!r}: {wrong}")
+    model = create_model(fitting_arch(checkpoint, arch, path))
     model.load_state_dict({k: v.float() for k, v in checkpoint.state.items()}, strict=True)
     return model.eval()
 
@@ -105,5 +111,5 @@ def check_timesteps(arch: str, timesteps: Iterable[float], where: str) -> None:
 
 
 __all__ = ["ARCHITECTURES", "AUTO", "Checkpoint", "FlowNet", "IFNetOutput", "check_timesteps", "create_model",
-           "expected_shapes", "from_batch", "identify", "load_checkpoint", "read_checkpoint", "read_state_dict",
-           "resolve_arch", "save_checkpoint", "to_batch", "with_resolved_arch", "write_state_dict"]
+           "expected_shapes", "fitting_arch", "from_batch", "identify", "load_checkpoint", "read_checkpoint",
+           "read_state_dict", "resolve_arch", "save_checkpoint", "to_batch", "with_resolved_arch", "write_state_dict"]

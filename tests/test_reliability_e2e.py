@@ -1,0 +1,171 @@
+"""Nothing lost under `dvc repro`: a stage that fails puts its previous outputs back, DVC's run-cache restores
+every stage when an earlier setting comes back, and the user's own checkpoint is a dependency. Everything runs
+through dvc for real, in a temporary git repository, with tiny settings."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline.core.errors import EXIT_TERMINATED
+from tests.helpers import ENV, copy_project, sh, tiny_params
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
+TRAIN_AND_EVALUATE = ("models/finetuned/flownet.pkl", "results/train", "results/evaluate")
+
+
+def digest(root: Path, *paths: str) -> dict[str, str]:
+    """sha256 of every file under ``paths`` (files or folders), by path relative to ``root``."""
+    out = {}
+    for path in paths:
+        target = root / path
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        for file in files:
+            if file.exists():
+                out[str(file.relative_to(root))] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return out
+
+
+def set_params(root: Path, change) -> None:
+    """Apply ``change`` to the committed params (every test starts from the same baseline)."""
+    params = yaml.safe_load(sh(root, "git", "show", "HEAD:params.yaml").stdout)
+    change(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def repro(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", "repro", *args], cwd=root, env=ENV, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reliable")
+    copy_project(root)
+    tiny_params(root)
+    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
+                ("git", "add", "-A"), ("git", "commit", "-qm", "project")):
+        sh(root, *cmd)
+    sh(root, "dvc", "repro")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "reproduced")
+    return root
+
+
+@pytest.mark.parametrize("stage, paths, change, message", [
+    ("evaluate", ("results/evaluate",), lambda p: p["evaluate"].update(scale=0.3), "evaluate.scale = 0.3"),
+    ("fetch", ("models/pretrained/flownet.pkl",), lambda p: p["sources"].update(checkpoint="truncated.pkl"),
+     "truncated.pkl"),
+    ("extract", ("data/triplets",), lambda p: p["sources"].update(videos="empty"), "empty"),
+    ("train", TRAIN_AND_EVALUATE[:2], lambda p: p["train"]["loss"].update(laplacian=1e40),
+     "training loss is not finite"),
+], ids=["evaluate-bad-param", "fetch-truncated-checkpoint", "extract-empty-footage", "train-non-finite"])
+def test_a_failing_stage_keeps_its_previous_outputs(project, stage, paths, change, message):
+    root = project
+    (root / "empty").mkdir(exist_ok=True)
+    (root / "truncated.pkl").write_bytes((root / "models/pretrained/flownet.pkl").read_bytes()[:5000])
+    before = digest(root, *paths)
+    assert before
+    set_params(root, change)
+    done = repro(root, stage)
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "restored the previous outputs" in done.stderr or stage == "evaluate"  # evaluate stops at its params
+    assert digest(root, *paths) == before
+    if stage == "train":
+        assert "state/train" not in done.stderr  # no pointer to a checkpoint that a failed run never wrote
+    sh(root, "git", "checkout", "params.yaml")
+    assert "up to date" in sh(root, "dvc", "status").stdout
+
+
+def test_going_back_to_a_learning_rate_restores_train_and_evaluate_from_the_run_cache(project):
+    root = project
+    first = digest(root, *TRAIN_AND_EVALUATE)
+    set_params(root, lambda p: p.update(lr=7e-5))
+    sh(root, "dvc", "repro")
+    assert digest(root, "models/finetuned/flownet.pkl") != {k: v for k, v in first.items() if "models" in k}
+    sh(root, "git", "checkout", "params.yaml")
+    back = sh(root, "dvc", "repro")
+    log = back.stdout + back.stderr
+    for stage in ("train", "evaluate"):
+        assert f"Stage '{stage}' is cached - skipping run" in log
+    assert digest(root, *TRAIN_AND_EVALUATE) == first  # byte-identical, metrics and curves included
+
+
+def test_a_checkpoint_replaced_in_place_reruns_from_fetch(project):
+    root = project
+    own = root / "own.pkl"
+    own.write_bytes((root / "models/pretrained/flownet.pkl").read_bytes())
+    set_params(root, lambda p: p["sources"].update(checkpoint="own.pkl"))
+    sh(root, "dvc", "repro", "fetch")
+    state = torch.load(own, weights_only=True)
+    key = next(k for k in state if k.endswith("weight"))
+    state[key] = state[key] * 0.5  # the user retrains their model and saves it under the same name
+    torch.save(state, own)
+    assert "fetch" in sh(root, "dvc", "status").stdout
+    sh(root, "dvc", "repro", "fetch")
+    fetched = torch.load(root / "models/pretrained/flownet.pkl", weights_only=True)
+    assert torch.equal(fetched[key], state[key])
+    sh(root, "git", "checkout", "params.yaml")
+    sh(root, "dvc", "repro", "fetch")
+
+
+def test_fetch_refuses_a_checkpoint_of_no_known_architecture_and_names_it(project):
+    root = project
+    state = torch.load(root / "models/pretrained/flownet.pkl", weights_only=True)
+    key = next(k for k in state if k.endswith("weight") and state[k].dim() == 4)
+    state[key] = torch.zeros(*state[key].shape[:-1], state[key].shape[-1] + 2)
+    torch.save(state, root / "odd.pkl")
+    before = digest(root, "models/pretrained/flownet.pkl")
+    set_params(root, lambda p: p["sources"].update(checkpoint="odd.pkl"))
+    done = repro(root, "fetch")
+    assert done.returncode != 0
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "odd.pkl" in error[0] and "no known RIFE architecture" in error[0]
+    assert digest(root, "models/pretrained/flownet.pkl") == before
+    sh(root, "git", "checkout", "params.yaml")
+
+
+def test_a_killed_extract_leaves_nothing_behind_after_the_next_run(project):
+    root = project
+    set_params(root, lambda p: p["extract"].update(max_per_clip=6))
+    proc = subprocess.Popen(["dvc", "repro", "extract"], cwd=root, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((root / "data").glob(".triplets.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert list((root / "data").glob(".triplets.*.tmp"))  # what a killed run leaves
+    sh(root, "dvc", "repro", "extract")
+    assert not list((root / "data").glob(".triplets.*"))
+    sh(root, "git", "checkout", "params.yaml")
+    sh(root, "dvc", "repro", "extract")
+
+
+def test_sigterm_stops_training_in_one_line_and_the_run_resumes(project):
+    root = project
+    set_params(root, lambda p: p["train"].update(steps=30, warmup_steps=3, checkpoint_every=5, val_every=100))
+    checkpoint = root / "state/train/latest/step.json"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.train"], cwd=root, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # to the stage's own process only, as `kill` or a scheduler sends it
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_TERMINATED, err[-2000:]
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    resumed = sh(root, sys.executable, "-m", "pipeline.train")
+    assert "resuming from state/train/latest at step" in resumed.stderr
+    sh(root, "git", "checkout", "params.yaml")
+    sh(root, "dvc", "repro")
