@@ -12,6 +12,7 @@ the two frames without the timestep plane. Flow runs at scale 1.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,11 @@ def export_onnx(network: FlowNet, path: Path, opset: int = OPSET) -> None:
 
     graph = V2Graph(network.to("cpu", memory_format=torch.contiguous_format).eval())
     example = torch.rand(1, input_channels(network), 2 * graph.multiple, 2 * graph.multiple)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # the TorchScript exporter's deprecation notice, and the tracer's note that the example timestep is a
+        # constant (it is not: the timestep plane is sliced from the input)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         with torch.no_grad():
             torch.onnx.export(graph, (example,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
                               opset_version=opset, dynamo=False,
