@@ -192,14 +192,17 @@ def write_video(args: argparse.Namespace, codec: Codec, model: Interpolator, inf
     with atomic_path(args.output, keep_suffix=True) as tmp:
         templates, audio = audio_streams(args.input)
         try:
-            writer = VideoWriter(tmp, codec, args.crf, (info.height, info.width), rate, info.time_base / args.multi, audio)
+            writer = VideoWriter(tmp, codec, args.crf, (info.height, info.width), rate,
+                                 info.time_base / args.multi, audio)
         finally:
             templates.close()
         try:
             cuts = interpolate_video(model, args.input, writer, args.multi, args.scale, threshold, device,
                                      info.frames, writer.copy if audio else None)
-        finally:
-            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
     return writer.count, cuts
 
 

@@ -236,7 +236,8 @@ def vimeo_missing_file(clips: Path) -> str:
     return "tri_trainlist.txt:1: 00001/0001: ", "vimeo/00001/0001"
 
 
-BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, short_clip, mixed_sizes, numbering_gap, vimeo_missing_file]
+BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, short_clip, mixed_sizes, numbering_gap,
+              vimeo_missing_file]
 
 
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)

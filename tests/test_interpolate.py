@@ -14,7 +14,7 @@ from pipeline.footage.encoder import CODECS, VideoWriter
 from pipeline.footage.video import decode, probe
 from pipeline.models import create_model, expected_shapes, save_checkpoint
 from tests.golden import seeded_state
-from tests.helpers import assert_user_error, make_clip, moving_texture, run_module
+from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tone_packets
 
 FRAMES = 5
 CUT = ("--cut-threshold", "0.1")  # extract.cut_threshold's default; the test folder has no params.yaml
@@ -150,7 +150,8 @@ def test_ten_bit_input_is_read_without_clipping(tmp_path):
     make_clip(tmp_path / "deep.mkv", [ramp, ramp[:, ::-1].copy()], codec="ffv1", pix_fmt="gbrp10le")
     assert probe(tmp_path / "deep.mkv").pix_fmt == "gbrp10le"
     decoded = images(tmp_path / "deep.mkv")
-    assert np.abs(decoded[0].astype(int) - ramp).max() <= 1 and np.abs(decoded[1].astype(int) - ramp[:, ::-1]).max() <= 1
+    assert np.abs(decoded[0].astype(int) - ramp).max() <= 1
+    assert np.abs(decoded[1].astype(int) - ramp[:, ::-1]).max() <= 1
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,6 @@ def odd_files(work):
     (work / "img.mp4").write_bytes((work / "img.png").read_bytes())
     with av.open(str(work / "sound.m4a"), "w") as container:
         stream = container.add_stream("aac", rate=48000)
-        from tests.helpers import tone_packets
         for packet in tone_packets(stream, 0.2):
             container.mux(packet)
     (work / "foreign.onnx").write_bytes(b"\x08\x07")
@@ -184,7 +184,8 @@ def odd_files(work):
     (["clip.avi", "x.mp4", "--onnx", "foreign.onnx"], "foreign.onnx: not a readable ONNX model"),
     (["notes.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "notes.mp4: not a video: it is a text file"),
     (["img.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "img.mp4: not a video: it is a PNG image"),
-    (["sound.m4a", "x.mp4", "--checkpoint", "4.18.pkl"], "sound.m4a: the container has no video stream (it holds audio)"),
+    (["sound.m4a", "x.mp4", "--checkpoint", "4.18.pkl"],
+     "sound.m4a: the container has no video stream (it holds audio)"),
 ])
 def test_bad_requests_stop_with_one_line_and_write_nothing(odd_files, args, fragment):
     work = odd_files

@@ -132,6 +132,13 @@ class VideoWriter:
         except av.FFmpegError as err:
             raise UserError(f"{self.path}: writing failed ({err.strerror or err})") from None
 
+    def abort(self) -> None:
+        """Close the file without flushing the encoder (after a failure; the caller removes the file)."""
+        try:
+            self.container.close()
+        except av.FFmpegError:
+            pass
+
     def close(self) -> None:
         """Flush the encoder and finish the file."""
         try:
