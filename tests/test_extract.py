@@ -194,7 +194,18 @@ def test_split_by_clip_keeps_each_clip_in_one_split_and_repeats_byte_for_byte(tm
 
 def corrupt_video(clips: Path) -> str:
     (clips / "broken.mp4").write_bytes(b"\x00" * 1000)
-    return "broken.mp4: cannot be opened as a video", "broken.mp4"
+    return "broken.mp4: not a video: it is data FFmpeg does not recognise", "broken.mp4"
+
+
+def text_as_video(clips: Path) -> str:
+    (clips / "notes.mp4").write_text("shot list: beach, harbour\n")
+    return "notes.mp4: not a video: it is a text file", "notes.mp4"
+
+
+def png_as_video(clips: Path) -> str:
+    cv2.imwrite(str(clips / "img.mp4.png"), moving_texture(1)[0])
+    (clips / "img.mp4.png").rename(clips / "img.mp4")
+    return "img.mp4: not a video: it is a PNG image", "img.mp4"
 
 
 def empty_video(clips: Path) -> str:
@@ -225,7 +236,8 @@ def vimeo_missing_file(clips: Path) -> str:
     return "tri_trainlist.txt:1: 00001/0001: ", "vimeo/00001/0001"
 
 
-BAD_INPUTS = [corrupt_video, empty_video, short_clip, mixed_sizes, numbering_gap, vimeo_missing_file]
+BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, short_clip, mixed_sizes, numbering_gap,
+              vimeo_missing_file]
 
 
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
