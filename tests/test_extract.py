@@ -64,16 +64,16 @@ def test_segments_leave_guard_frames_between_splits(params_dict):
 
 def test_cap_keeps_the_first_clean_window_of_each_bin(params_dict):
     cfg = extract_cfg(params_dict, max_per_clip=10, stride=1, gap=1)
-    cap = Cap(whole_clip("train"), 102, cfg)  # 100 candidate windows, 10 bins of 10
-    assert cap.layout["train"] == (0, 100)
+    cap = Cap(whole_clip("train"), 102, cfg, 1)  # 100 candidate windows, 10 bins of 10
+    assert cap.count("train") == 100 and cap.starts["train"][0] == 0
     admitted = [start for start in range(100) if start % 10 != 0 and cap.admit("train", start)]
     assert admitted == [1, 11, 21, 31, 41, 51, 61, 71, 81, 91]  # the window at 0, 10, ... was unclean here
-    assert Cap(whole_clip("train"), 12, cfg).admit("train", 3)  # fewer candidates than the cap: all kept
+    assert Cap(whole_clip("train"), 12, cfg, 1).admit("train", 3)  # fewer candidates than the cap: all kept
 
 
 def test_targets_inside_a_gap(params_dict):
-    assert targets(extract_cfg(params_dict, gap=2, timesteps="middle")) == [(2, 0.5)]
-    assert targets(extract_cfg(params_dict, gap=2, timesteps="all")) == [(1, 0.25), (2, 0.5), (3, 0.75)]
+    assert targets(extract_cfg(params_dict, timesteps="middle"), 2) == [(2, 0.5)]
+    assert targets(extract_cfg(params_dict, timesteps="all"), 2) == [(1, 0.25), (2, 0.5), (3, 0.75)]
 
 
 def test_dealing_whole_clips_is_seeded_and_leaves_training_clips(params_dict):
