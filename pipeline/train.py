@@ -36,7 +36,7 @@ from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, load_checkpoint, read_checkpoint, save_checkpoint, with_resolved_arch
 from pipeline.scoring.batches import score_rows
 from pipeline.training.groups import check_group_names, frozen_at, unfreeze_steps
-from pipeline.training.loop import batches, make_accelerator, make_loader, train_step, use_cpu_cores
+from pipeline.training.loop import USER_THREADS, batches, make_accelerator, make_loader, train_step, use_cpu_cores
 from pipeline.training.optim import build_optimizer, group_lrs
 from pipeline.training.resume import TrainState, fingerprint
 from pipeline.training.schedules import build_scheduler, observe_validation
@@ -218,6 +218,8 @@ def main() -> None:
     check_group_names(params.train)
     if LAUNCHED_BY_ACCELERATE not in os.environ and LAUNCHED_BY_TORCHRUN not in os.environ:
         load_checkpoint(PRETRAINED, params.train.arch)  # a checkpoint that does not fit stops here, in one line
+        if "OMP_NUM_THREADS" in os.environ:  # the launcher replaces it; the worker honours the user's value
+            os.environ[USER_THREADS] = os.environ["OMP_NUM_THREADS"]
         launch(sys.argv[1:])
         return
     run(params)
