@@ -26,7 +26,7 @@ def test_repro_on_the_defaults_with_clips_of_three_sizes(tmp_path):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["sources"]["videos"] = "clips"
     params["extract"]["gap"] = [1, 2]
-    params["train"].update(steps=8, val_every=4, checkpoint_every=4, val_max_triplets=3)
+    params["train"].update(steps=8, warmup_steps=2, val_every=4, checkpoint_every=4, val_max_triplets=3)
     params["evaluate"].update(max_triplets=6, bootstrap_samples=200, methods=["finetuned", "pretrained"])
     params["lr_find"]["steps"] = 10
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
