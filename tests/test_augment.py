@@ -67,6 +67,7 @@ def test_a_probability_change_does_not_move_the_crops(params_dict):
     assert crops[0] == crops[1]
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_augment_is_byte_identical_for_the_same_seed(tmp_path, params_dict):
     (tmp_path / "clips").mkdir()
     make_clip(tmp_path / "clips/a.avi", moving_texture(30))
@@ -88,6 +89,7 @@ def test_augment_is_byte_identical_for_the_same_seed(tmp_path, params_dict):
     assert (manifest.brightness != 1.0).any() and set(manifest.timestep) == {0.5}
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_crop_is_an_upper_bound_and_clips_of_two_sizes_give_two_arrays(tmp_path, params_dict):
     (tmp_path / "clips").mkdir()
     make_clip(tmp_path / "clips/small.avi", moving_texture(30))  # 128x96: cropped at 96

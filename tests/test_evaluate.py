@@ -194,6 +194,7 @@ def test_examples_are_the_extremes_and_never_repeat():
     assert pick_examples(table.iloc[:2], 2) == [("improved_1", 0), ("degraded_1", 1)]
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("key, value, message", [
     ("methods", ["pretrained", "blend"], "evaluate.methods = [pretrained, blend] lacks finetuned"),
     ("metrics", ["psnr", "psnr_y"], "evaluate.metrics = [psnr, psnr_y] lacks ssim"),
@@ -209,6 +210,7 @@ def test_bad_evaluate_params_are_named(tmp_path, params_dict, key, value, messag
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("value", [0.5, "0.5", 1, "auto"])
 def test_scale_reads_numbers_in_any_form(tmp_path, params_dict, value):
     params_dict["evaluate"]["scale"] = value
@@ -246,6 +248,7 @@ def test_the_stage_writes_every_output(tmp_path, params_dict, official_hdv3):
     assert "evaluate: 100%" in done.stderr  # the progress bar over triplets
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_the_stage_refuses_an_empty_test_split(tmp_path, params_dict):
     root = tmp_path / "data/triplets"
     root.mkdir(parents=True)

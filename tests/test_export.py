@@ -47,6 +47,7 @@ def parity(arch: str, tmp_path) -> float:
     return max(worst, float(np.abs(raw - expected.numpy()).max()))
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("arch", FAST_ARCHS)
 def test_onnx_matches_pytorch(arch, tmp_path):
     assert parity(arch, tmp_path) <= PARITY
@@ -80,6 +81,7 @@ def test_command_writes_all_three_formats(tmp_path):
     assert all(torch.equal(again.state[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("args, fragment", [
     (["--checkpoint", "missing.pkl"], "missing.pkl: no such file"),
     (["--checkpoint", "ft.pkl", "--formats", "tflite"], "--formats tflite: use one or more of"),
@@ -92,6 +94,7 @@ def test_bad_requests_stop_with_one_line(tmp_path, args, fragment):
     assert not list(tmp_path.rglob("*.onnx"))
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_onnx_that_is_not_ours_is_refused(tmp_path):
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 4, 4])

@@ -230,6 +230,7 @@ def test_split_by_blocks_keeps_every_window_inside_one_block(tmp_path, params_di
     assert (kept.groupby(kept.frame0 // 20).split.nunique() == 1).all()  # a block belongs to one split
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_split_by_clip_keeps_each_clip_in_one_split_and_repeats_byte_for_byte(tmp_path, params_dict):
     (tmp_path / "clips").mkdir()
     for i in range(5):
@@ -295,6 +296,7 @@ BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, short_cli
               vimeo_missing_file]
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
 def test_bad_input_stops_with_one_line_and_keeps_old_outputs(tmp_path, params_dict, make_bad):
     (tmp_path / "clips").mkdir()
@@ -307,6 +309,7 @@ def test_bad_input_stops_with_one_line_and_keeps_old_outputs(tmp_path, params_di
     assert old.read_text() == "previous output"
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
 def test_skip_unreadable_skips_and_reports_the_bad_input(tmp_path, params_dict, make_bad):
     (tmp_path / "clips").mkdir()
@@ -329,6 +332,7 @@ def test_unreadable_file_is_named(tmp_path, params_dict):
     assert_user_error(run_extract(tmp_path, params_dict), "locked.avi: not readable")
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("skip", [False, True])
 def test_footage_without_a_usable_triplet_is_always_an_error(tmp_path, params_dict, skip):
     (tmp_path / "clips").mkdir()

@@ -97,6 +97,7 @@ def test_rational_rate_timestamps_and_audio_are_kept(tmp_path, work):
     assert packets_in == packets_out  # copied, not re-encoded
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_variable_frame_rate_keeps_its_timing(tmp_path, work):
     pts = [0, 1, 3, 4, 8]  # in 1/25 s: gaps of 1, 2, 1 and 4 frames
     make_clip(tmp_path / "vfr.mkv", moving_texture(5, height=64, width=96), fps=25, pts=pts,
@@ -107,6 +108,7 @@ def test_variable_frame_rate_keeps_its_timing(tmp_path, work):
     assert np.allclose(times(tmp_path / "out.mkv"), expected, atol=1e-3)
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_no_interpolation_across_a_scene_cut(tmp_path, work):
     shot_a = moving_texture(3, height=64, width=96, seed=1)
     shot_b = [255 - f for f in moving_texture(3, height=64, width=96, seed=2)]
@@ -168,6 +170,7 @@ def odd_files(work):
     return work
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("args, fragment", [
     (["clip.avi", "clip.avi", "--checkpoint", "4.18.pkl"], "clip.avi: is the input video"),
     (["clip.avi", "taken.mp4", "--checkpoint", "4.18.pkl"], "taken.mp4: exists; pass --overwrite"),
@@ -195,6 +198,7 @@ def test_bad_requests_stop_with_one_line_and_write_nothing(odd_files, args, frag
     assert not (work / "x.mp4").exists() and not (work / "x.mkv").exists() and not list(work.glob(".*.tmp*"))
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_png_output_onto_an_existing_file_is_refused(work):
     (work / "notes").write_text("keep")
     assert_user_error(interpolate(work, "clip.avi", "notes", "--checkpoint", "4.18.pkl", "--overwrite"),
