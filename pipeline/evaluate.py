@@ -8,7 +8,8 @@ Reads: ``data/triplets/`` (test split), ``models/pretrained/flownet.pkl``, ``mod
 params ``evaluate`` and ``train.arch``. Writes to ``results/evaluate/``:
 
 - ``metrics.json``: mean of each metric per method; ``finetuned_minus_pretrained``, the paired difference with a
-  seeded 95% bootstrap interval and the share of triplets improved; ``per_clip``, a compact breakdown;
+  seeded 95% bootstrap interval and the share of triplets improved; ``per_clip`` and ``per_gap``, compact
+  breakdowns (``per_gap``: one entry per ``extract.gap``, with the PSNR gain's interval);
 - ``per_triplet.csv``: every triplet, every method, every metric, with the manifest's motion score and timestep;
 - ``motion_buckets.csv``: mean PSNR per method in equal-count buckets of motion;
 - ``examples/``: image grids of the most improved and most degraded triplets; ``summary.png``.
@@ -31,24 +32,16 @@ from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, with_resolved_arch
 from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS, score_triplets
 from pipeline.scoring.interpolators import build_methods
+from pipeline.scoring.metrics import paired_difference
 from pipeline.scoring.plots import write_examples, write_summary_png
 
 log = logging.getLogger("pipeline.evaluate")
 
 MAX_PSNR = 100.0  # dB; a pixel-exact prediction (infinite PSNR) counts as this in means
 GAIN = "finetuned_minus_pretrained"
-ROW_COLUMNS = ["triplet", "clip", "frame0", "frame_t", "frame1", "timestep", "height", "width", "motion"]
+ROW_COLUMNS = ["triplet", "clip", "gap", "frame0", "frame_t", "frame1", "timestep", "height", "width", "motion"]
 CLIP_METRICS = ("psnr", "ssim")  # the per-clip breakdown stays small: the two headline metrics only
 OTHER_CLIPS = "other_clips"
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> dict[str, float]:
-    """Mean of ``a - b`` with a percentile bootstrap 95% interval over triplets."""
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high)}
 
 
 def triplet_table(rows: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -92,12 +85,25 @@ def per_clip(table: pd.DataFrame, cfg: Evaluate) -> dict[str, dict[str, float]]:
     return breakdown
 
 
+def per_gap(table: pd.DataFrame, cfg: Evaluate) -> dict[str, dict[str, float]]:
+    """The per-clip breakdown by gap (I1 is ``2 x gap`` frames after I0), with the PSNR gain's 95% interval."""
+    breakdown = {}
+    for gap, part in table.groupby("gap"):
+        entry = clip_entry(part, cfg.methods)
+        diff = paired_difference(part["finetuned_psnr"], part["pretrained_psnr"], cfg.bootstrap_samples,
+                                 cfg.bootstrap_seed)
+        entry.update({f"{GAIN}_psnr_ci95_low": diff["ci95_low"], f"{GAIN}_psnr_ci95_high": diff["ci95_high"]})
+        breakdown[str(gap)] = entry
+    return breakdown
+
+
 def summarise(table: pd.DataFrame, cfg: Evaluate) -> dict:
     summary: dict = {"triplets": len(table)}
     for name in cfg.methods:
         summary[name] = {metric: float(table[f"{name}_{metric}"].mean()) for metric in cfg.metrics}
     summary[GAIN] = gain_summary(table, cfg)
     summary["per_clip"] = per_clip(table, cfg)
+    summary["per_gap"] = per_gap(table, cfg)
     return summary
 
 
@@ -135,6 +141,10 @@ def log_results(summary: dict, cfg: Evaluate, seconds: dict[str, float]) -> None
     g = summary[GAIN]
     log.info("fine-tuned minus pretrained: %+.3f dB PSNR (95%% CI %+.3f .. %+.3f), %+.5f SSIM; %.0f%% of triplets "
              "improved", g["psnr"], g["psnr_ci95_low"], g["psnr_ci95_high"], g["ssim"], 100 * g["share_improved"])
+    if len(summary["per_gap"]) > 1:
+        for gap, entry in summary["per_gap"].items():
+            log.info("gap %s (%d triplets): %+.3f dB PSNR (95%% CI %+.3f .. %+.3f)", gap, entry["triplets"],
+                     entry[f"{GAIN}_psnr"], entry[f"{GAIN}_psnr_ci95_low"], entry[f"{GAIN}_psnr_ci95_high"])
 
 
 def write_tables(table: pd.DataFrame, buckets: pd.DataFrame, summary: dict) -> None:

@@ -6,8 +6,8 @@ Writes: ``data/triplets/`` with ``frames/<clip>/<index>.png`` (each frame a kept
 lossless), ``manifest.csv`` (every candidate triplet, kept or not, with its scores and the reason) and
 ``report.json`` (counts per split and per reason, each clip, and any skipped file).
 
-Each clip is decoded once, streaming: a window of ``2 * gap + 1`` frames is held, scored on thumbnails
-and decided as soon as its last frame arrives (see :mod:`pipeline.footage.windows`), so memory stays flat
+Each clip is decoded once, streaming: a window of ``2 * gap + 1`` frames (the largest gap of ``extract.gap``)
+is held, and the window of each gap is scored on thumbnails and decided as soon as its last frame arrives (see :mod:`pipeline.footage.windows`), so memory stays flat
 whatever the clip's length. Clips are processed in parallel, one process per available core.
 """
 
@@ -33,14 +33,14 @@ from pipeline.core.params import Extract, load_params
 from pipeline.core.paths import TRIPLETS_DIR
 from pipeline.footage.sources import VIDEO_EXTENSIONS, Clip, VimeoEntry, discover
 from pipeline.footage.video import mean_abs_diff, read_bgr, thumbnail, write_bgr
-from pipeline.footage.windows import (KEPT, OVER_CAP, SPLITS, Cap, Segments, deal_clips, deal_vimeo_groups, drop_reason,
-                                      segments_for, targets, whole_clip)
+from pipeline.footage.windows import (KEPT, OVER_CAP, SPLITS, Blocks, Cap, Segments, deal_blocks, deal_clips,
+                                      deal_vimeo_groups, drop_reason, segments_for, targets, whole_clip)
 
 log = logging.getLogger("pipeline.extract")
 
 PENDING_PER_WRITER = 2  # frames queued per writer thread; bounds memory while PNG encoding overlaps decoding
 VIMEO_CHUNK = 500  # Vimeo entries per parallel task
-COLUMNS = ["triplet", "clip", "split", "status", "frame0", "frame_t", "frame1", "timestep", "height", "width",
+COLUMNS = ["triplet", "clip", "split", "status", "gap", "frame0", "frame_t", "frame1", "timestep", "height", "width",
            "motion", "cut_score", "duplicate_score", "path0", "path_t", "path1"]
 
 
@@ -84,13 +84,22 @@ def window_scores(first: np.ndarray, last: np.ndarray, adjacent: list[float]) ->
     return {"motion": mean_abs_diff(first, last), "cut_score": max(adjacent), "duplicate_score": min(adjacent)}
 
 
-def extract_clip(clip: Clip, split: str | None, cfg: Extract, out: Path, writers: int = 1) -> dict:
-    """Decode ``clip`` once and keep its clean windows; ``split`` fixes the whole clip's split (by-clip);
-    ``writers`` threads encode the stored frames."""
+def clip_splits(clip: Clip, split: str | None, frames: int, cfg: Extract, seed: int) -> Segments | Blocks:
+    """Where each split lies in ``clip``: all of it (``split`` set by by-clip dealing), dealt blocks, or segments."""
+    if split:
+        return whole_clip(split)
+    if cfg.split_by == "blocks":
+        return deal_blocks(frames, clip.name, cfg, seed)
+    return segments_for(frames, cfg)
+
+
+def extract_clip(clip: Clip, split: str | None, cfg: Extract, out: Path, writers: int = 1, seed: int = 0) -> dict:
+    """Decode ``clip`` once and keep its clean windows of every gap; ``split`` fixes the whole clip's split
+    (by-clip); ``writers`` threads encode the stored frames; ``seed`` deals the blocks of ``split_by: blocks``."""
     expected = clip.frame_count()
-    span = 2 * cfg.gap
-    segments: Segments = whole_clip(split) if split else segments_for(expected, cfg)
-    cap = Cap(segments, expected, cfg)
+    span = 2 * max(cfg.gap)
+    segments = clip_splits(clip, split, expected, cfg, seed)
+    caps = {gap: Cap(segments, expected, cfg, gap) for gap in cfg.gap}
     window: deque[tuple[np.ndarray, np.ndarray, Path | None]] = deque(maxlen=span + 1)
     adjacent: deque[float] = deque(maxlen=span)
     rows: list[dict] = []
@@ -108,24 +117,13 @@ def extract_clip(clip: Clip, split: str | None, cfg: Extract, out: Path, writers
             if window:
                 adjacent.append(mean_abs_diff(thumb, window[-1][1]))
             window.append((frame, thumb, source))
-            start = index - span
-            if start < 0 or start % cfg.stride:
-                continue
-            win_split = segments.split_of(start, index)
-            scores = window_scores(window[0][1], thumb, list(adjacent))
-            status = drop_reason(win_split, scores["motion"], scores["cut_score"], scores["duplicate_score"], cfg)
-            if status == KEPT and not cap.admit(win_split, start):
-                status = OVER_CAP
-            for offset, timestep in targets(cfg):
-                rows.append({"clip": clip.name, "split": win_split or "none", "status": status, "frame0": start,
-                             "frame_t": start + offset, "frame1": index, "timestep": timestep, **scores})
-                if status == KEPT:
-                    for k in (0, offset, span):
-                        store.add(start + k, window[k][0], window[k][2])
+            for gap in cfg.gap:
+                rows += decide_window(window, list(adjacent), index, gap, segments, caps[gap], cfg, clip.name, store)
     finally:
         store.close()
-    if index + 1 < span + 1:
-        raise UserError(f"{clip.path}: {index + 1} frames, a triplet with gap {cfg.gap} needs at least {span + 1}")
+    if index + 1 < 2 * min(cfg.gap) + 1:
+        raise UserError(f"{clip.path}: {index + 1} frames, a triplet with gap {min(cfg.gap)} needs at least "
+                        f"{2 * min(cfg.gap) + 1}")
     prefix = f"frames/{clip.name}/"
     for row in rows:
         row.update(height=size[0], width=size[1], path0=f"{prefix}{row['frame0']:06d}.png",
@@ -135,6 +133,30 @@ def extract_clip(clip: Clip, split: str | None, cfg: Extract, out: Path, writers
     if clip.kind == "video" and abs(expected - (index + 1)) > 1:
         log.warning("%s: the container says %d frames, %d were decoded", clip.path, expected, index + 1)
     return {"rows": rows, "clips": [summary], "skipped": []}
+
+
+def decide_window(window: deque, adjacent: list[float], index: int, gap: int, segments: Segments | Blocks,
+                  cap: Cap, cfg: Extract, clip: str, store: FrameStore) -> list[dict]:
+    """Rows of the window of ``gap`` that ends at frame ``index`` (none when it starts before the clip or off
+    the stride); the frames of a kept one go to ``store``."""
+    span = 2 * gap
+    start = index - span
+    if start < 0 or start % cfg.stride or len(window) < span + 1:
+        return []
+    frames = list(window)[-(span + 1):]
+    win_split = segments.split_of(start, index)
+    scores = window_scores(frames[0][1], frames[-1][1], adjacent[-span:])
+    status = drop_reason(win_split, scores["motion"], scores["cut_score"], scores["duplicate_score"], cfg)
+    if status == KEPT and not cap.admit(win_split, start):
+        status = OVER_CAP
+    rows = []
+    for offset, timestep in targets(cfg, gap):
+        rows.append({"clip": clip, "split": win_split or "none", "status": status, "gap": gap, "frame0": start,
+                     "frame_t": start + offset, "frame1": index, "timestep": timestep, **scores})
+        if status == KEPT:
+            for k in (0, offset, span):
+                store.add(start + k, frames[k][0], frames[k][2])
+    return rows
 
 
 def extract_vimeo(entries: list[tuple[VimeoEntry, str]], cfg: Extract, out: Path) -> dict:
@@ -160,18 +182,18 @@ def extract_vimeo(entries: list[tuple[VimeoEntry, str]], cfg: Extract, out: Path
             (out / "frames" / entry.name).mkdir(parents=True, exist_ok=True)
             for src, rel in zip(entry.files, paths):
                 shutil.copyfile(src, out / rel)
-        rows.append({"clip": entry.name, "split": split, "status": status, "frame0": 0, "frame_t": 1, "frame1": 2,
-                     "timestep": 0.5, **scores, "height": frames[0].shape[0], "width": frames[0].shape[1],
+        rows.append({"clip": entry.name, "split": split, "status": status, "gap": 1, "frame0": 0, "frame_t": 1,
+                     "frame1": 2, "timestep": 0.5, **scores, "height": frames[0].shape[0], "width": frames[0].shape[1],
                      "path0": paths[0], "path_t": paths[1], "path1": paths[2]})
     summary = {"clip": entries[0][0].name.rsplit("/", 2)[0], "kind": "vimeo", "triplets": len(rows),
                "kept": {s: sum(r["split"] == s and r["status"] == KEPT for r in rows) for s in SPLITS}}
     return {"rows": rows, "clips": [summary], "skipped": skipped}
 
 
-def run_clip(clip: Clip, split: str | None, cfg: Extract, writers: int, out: Path) -> dict:
+def run_clip(clip: Clip, split: str | None, cfg: Extract, writers: int, seed: int, out: Path) -> dict:
     """:func:`extract_clip`, or the clip skipped and reported when ``skip_unreadable`` is set."""
     try:
-        return extract_clip(clip, split, cfg, out, writers)
+        return extract_clip(clip, split, cfg, out, writers, seed)
     except UserError as error:
         if not cfg.skip_unreadable:
             raise
@@ -187,7 +209,7 @@ def plan_tasks(source: Path, cfg: Extract, seed: int) -> tuple[list[tuple[Callab
     fixed = deal_clips([c.name for c in footage.clips], cfg, seed) if cfg.split_by == "clip" and footage.clips else {}
     cores = available_cores()
     writers = max(1, cores // max(1, min(len(footage.clips), cores)))  # cores left idle by few clips encode PNGs
-    tasks: list[tuple[Callable, tuple]] = [(run_clip, (clip, fixed.get(clip.name), cfg, writers))
+    tasks: list[tuple[Callable, tuple]] = [(run_clip, (clip, fixed.get(clip.name), cfg, writers, seed))
                                            for clip in footage.clips]
     val_groups = deal_vimeo_groups([e.group for e in footage.vimeo if e.listed_as == "train"], cfg.val_fraction, seed)
     entries = [(e, "val" if e.listed_as == "train" and e.group in val_groups else e.listed_as) for e in footage.vimeo]

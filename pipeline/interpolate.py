@@ -1,148 +1,230 @@
 """Apply a checkpoint to a video: ``python -m pipeline.interpolate INPUT OUTPUT --multi 2``.
 
 Reads a video, puts ``multi - 1`` predicted frames between every pair of neighbours and writes a video at
-``multi`` times the frame rate (or, for an OUTPUT without a suffix, a folder of numbered lossless PNGs).
-The checkpoint defaults to the fine-tuned one; its architecture is recognised unless ``--arch`` names it.
+``multi`` times the frame rate through FFmpeg (or, for an OUTPUT without a suffix, a folder of numbered
+lossless PNGs). The rate stays exact (30000/1001 in, 60000/1001 out at ``--multi 2``), every frame's time is
+derived from the input's timestamps (variable frame rate footage keeps its timing) and the input's audio is
+copied unchanged. Where two neighbours belong to different shots (extract's cut score above
+``extract.cut_threshold``) nothing is interpolated: the in-between frames repeat the nearer frame.
+The network is a ``flownet.pkl`` (the fine-tuned one by default; its architecture is recognised unless
+``--arch`` names it) or, with ``--onnx``, a file written by ``python -m pipeline.export``.
 The output is written under a temporary name and renamed when complete; the input is never overwritten.
-Sound is not copied (OpenCV writes video only).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
+import os
+from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
-import cv2
+import av
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_dir, atomic_path
 from pipeline.core.errors import UserError, user_facing
+from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED
-from pipeline.footage.video import check_file, iter_video_bgr, video_frame_count, write_bgr
-from pipeline.models import ARCHITECTURES, AUTO, FlowNet, from_batch, load_checkpoint, to_batch
+from pipeline.footage.encoder import CODECS, CONTAINERS, DEFAULT_CODEC, Codec, VideoWriter, check_codec
+from pipeline.footage.video import Frame, VideoInfo, change_score, decode, open_video, probe, thumbnail, write_bgr
+from pipeline.models import ARCHITECTURES, AUTO, from_batch, load_checkpoint, to_batch
+from pipeline.models.onnx_model import OnnxFlowNet, load_onnx
 
 log = logging.getLogger("pipeline.interpolate")
 
-# Codec per container: what OpenCV's bundled FFmpeg can encode without extra libraries.
-FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+PARAMS_FILE = Path("params.yaml")
+
+
+class Interpolator(Protocol):
+    arch: str
+    supports_timestep: bool
+
+    def in_between(self, img0: torch.Tensor, img1: torch.Tensor, count: int,
+                   scale: float = 1.0) -> list[torch.Tensor]: ...
+
+
+class Sink(Protocol):
+    count: int
+
+    def write(self, rgb: np.ndarray, pts: int) -> None: ...
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.interpolate", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="video to interpolate")
-    parser.add_argument("output", type=Path, help=f"video to write ({', '.join(FOURCC)}), or a folder for PNGs")
+    parser.add_argument("output", type=Path, help=f"video to write ({', '.join(CONTAINERS)}), or a folder for PNGs")
     parser.add_argument("--checkpoint", type=Path, default=FINETUNED, help=f"flownet.pkl (default {FINETUNED})")
     parser.add_argument("--arch", default=AUTO, choices=[AUTO, *ARCHITECTURES], help="default: recognised")
+    parser.add_argument("--onnx", type=Path, help="run this file from `python -m pipeline.export` with onnxruntime "
+                        "instead of a checkpoint")
     parser.add_argument("--multi", type=int, default=2, help="frame-rate multiplier, 2 or more (default 2)")
     parser.add_argument("--scale", type=float, default=1.0, choices=[0.25, 0.5, 1.0],
                         help="flow resolution; 0.5 is RIFE's advice for 4K (default 1.0)")
+    parser.add_argument("--codec", default=DEFAULT_CODEC, help=f"{', '.join(CODECS)} (default {DEFAULT_CODEC}: "
+                        "visually lossless, 10-bit 4:4:4)")
+    parser.add_argument("--crf", type=int, help="quality, lower is better (default per codec, see the docs)")
+    parser.add_argument("--cut-threshold", type=float,
+                        help="scene-cut threshold (default: extract.cut_threshold of params.yaml)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     return parser.parse_args(argv)
 
 
-def check_paths(args: argparse.Namespace) -> None:
+def check_writable(output: Path) -> None:
+    """Fail with one line unless ``output`` could be created: its nearest existing folder must be writable."""
+    parent = output.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{output}: cannot be written, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{output}: cannot be written, no permission to write in {parent}")
+
+
+def check_paths(args: argparse.Namespace) -> Codec | None:
+    """Everything about the paths and options that can be checked before any work; the codec for a video."""
     if not args.input.is_file():
         raise UserError(f"{args.input}: no such video file")
-    check_file(args.input)
     if args.output.resolve() == args.input.resolve():
         raise UserError(f"{args.output}: is the input video; choose another output path")
     if args.output.exists() and not args.overwrite:
         raise UserError(f"{args.output}: exists; pass --overwrite to replace it")
     if not args.output.suffix and args.output.is_file():
         raise UserError(f"{args.output}: is a file; PNG frames go to a folder (or give a video suffix)")
-    if args.output.suffix and args.output.suffix.lower() not in FOURCC:
-        raise UserError(f"{args.output}: cannot write {args.output.suffix} videos; use one of "
-                        f"{', '.join(FOURCC)} or a folder (no suffix) for PNG frames")
+    codec = check_codec(args.codec, args.crf, args.output) if args.output.suffix else None
     if args.multi < 2:
         raise UserError(f"--multi {args.multi}: the frame rate multiplier must be 2 or more")
+    if args.cut_threshold is not None and not 0 < args.cut_threshold <= 1:
+        raise UserError(f"--cut-threshold {args.cut_threshold}: must be in (0, 1]")
+    check_writable(args.output)
+    return codec
 
 
-def load_model(args: argparse.Namespace, device: torch.device) -> FlowNet:
-    model = load_checkpoint(args.checkpoint, args.arch).for_inference(device)
+def cut_threshold(args: argparse.Namespace) -> float:
+    """``--cut-threshold``, else extract's ``cut_threshold`` from params.yaml."""
+    if args.cut_threshold is not None:
+        return args.cut_threshold
+    if not PARAMS_FILE.is_file():
+        raise UserError(f"{PARAMS_FILE}: not found; run from the project root or pass --cut-threshold")
+    return load_params(PARAMS_FILE).extract.cut_threshold
+
+
+def load_model(args: argparse.Namespace, device: torch.device) -> Interpolator:
+    if args.onnx is not None:
+        if args.scale != 1.0:
+            raise UserError(f"--scale {args.scale}: the exported ONNX graph runs at flow scale 1 only")
+        model: Interpolator = OnnxFlowNet(load_onnx(args.onnx))
+        source = args.onnx
+    else:
+        model = load_checkpoint(args.checkpoint, args.arch).for_inference(device)
+        source = args.checkpoint
     if not model.supports_timestep and args.multi & (args.multi - 1):
-        raise UserError(f"--multi {args.multi}: {args.checkpoint} is RIFE {model.arch}, which predicts middle "
+        raise UserError(f"--multi {args.multi}: {source} is RIFE {model.arch}, which predicts middle "
                         "frames only; use a power of two (2, 4, 8)")
-    log.info("%s: RIFE %s on %s, %dx frames, flow scale %g", args.checkpoint, model.arch, device.type,
-             args.multi, args.scale)
+    log.info("%s: RIFE %s on %s, %dx frames, flow scale %g", source, model.arch,
+             "onnxruntime" if args.onnx else device.type, args.multi, args.scale)
     return model
 
 
-def input_fps(path: Path) -> float:
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    if not fps or not math.isfinite(fps) or fps <= 0:
-        raise UserError(f"{path}: the container does not state a frame rate")
-    return fps
+class PngSink:
+    """Numbered lossless PNGs in a folder (timestamps are not kept: a folder of frames has none)."""
 
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.count = folder, 0
 
-class FrameSink:
-    """Where output frames go: a video file (opened on the first frame) or a folder of numbered PNGs."""
-
-    def __init__(self, target: Path, fps: float, folder: bool) -> None:
-        self.target, self.fps, self.folder, self.count, self.writer = target, fps, folder, 0, None
-
-    def write(self, bgr: np.ndarray) -> None:
-        if not self.folder:
-            if self.writer is None:
-                fourcc = cv2.VideoWriter_fourcc(*FOURCC[self.target.suffix.lower()])
-                self.writer = cv2.VideoWriter(str(self.target), fourcc, self.fps, (bgr.shape[1], bgr.shape[0]))
-                if not self.writer.isOpened():
-                    raise UserError(f"{self.target}: OpenCV could not open a {self.target.suffix} writer")
-            self.writer.write(bgr)
-        else:
-            write_bgr(self.target / f"{self.count:06d}.png", bgr)
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        write_bgr(self.folder / f"{self.count:06d}.png", np.ascontiguousarray(rgb[:, :, ::-1]))
         self.count += 1
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
+
+def to_rgb(frame: torch.Tensor) -> np.ndarray:
+    return np.clip(from_batch(frame)[0] * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def to_bgr(frame: torch.Tensor) -> np.ndarray:
-    rgb = np.clip(from_batch(frame)[0] * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+def in_between_times(pts0: int, pts1: int, multi: int) -> list[int]:
+    """Output timestamps (in the input time base divided by ``multi``) of the frames between two inputs."""
+    return [pts0 * multi + k * (pts1 - pts0) for k in range(1, multi)]
 
 
-def interpolate_video(model: FlowNet, source: Path, sink: FrameSink, multi: int, scale: float,
-                      device: torch.device) -> None:
-    previous_bgr, previous = None, None
-    total = video_frame_count(source)
-    for bgr in tqdm(iter_video_bgr(source), total=total, desc="interpolate", unit="frame"):
-        current = to_batch(np.ascontiguousarray(bgr[None, :, :, ::-1]), device)
+def nearer_frames(rgb0: np.ndarray, rgb1: np.ndarray, multi: int) -> list[np.ndarray]:
+    """Across a scene cut: each in-between position repeats the nearer input frame (I0 at the middle)."""
+    return [rgb0 if 2 * k <= multi else rgb1 for k in range(1, multi)]
+
+
+def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int, scale: float, threshold: float,
+                      device: torch.device, total: int, passthrough=None) -> int:
+    """Write every input frame and the frames between; returns the number of scene cuts met."""
+    previous: Frame | None = None
+    previous_batch = previous_thumb = None
+    cuts = 0
+    for frame in tqdm(decode(source, "rgb24", passthrough), total=total, desc="interpolate", unit="frame"):
+        thumb, batch = thumbnail(frame.image), to_batch(frame.image[None], device)
         if previous is not None:
-            if current.shape != previous.shape:
+            if frame.image.shape != previous.image.shape:
                 raise UserError(f"{source}: the frame size changes inside the video")
-            sink.write(previous_bgr)
-            for frame in model.in_between(previous, current, multi - 1, scale):
-                sink.write(to_bgr(frame))
-        previous_bgr, previous = bgr, current
-    sink.write(previous_bgr)
+            sink.write(previous.image, previous.pts * multi)
+            if frame.pts <= previous.pts:
+                raise UserError(f"{source}: timestamps do not increase ({previous.pts} then {frame.pts})")
+            times = in_between_times(previous.pts, frame.pts, multi)
+            if change_score(previous_thumb, thumb) > threshold:
+                cuts += 1
+                middles = nearer_frames(previous.image, frame.image, multi)
+            else:
+                middles = [to_rgb(t) for t in model.in_between(previous_batch, batch, multi - 1, scale)]
+            for image, pts in zip(middles, times):
+                sink.write(image, pts)
+        previous, previous_batch, previous_thumb = frame, batch, thumb
+    sink.write(previous.image, previous.pts * multi)
+    return cuts
+
+
+def audio_streams(path: Path) -> tuple[av.container.InputContainer, tuple]:
+    container = open_video(path)
+    return container, tuple(container.streams.audio)
+
+
+def write_video(args: argparse.Namespace, codec: Codec, model: Interpolator, info: VideoInfo, threshold: float,
+                device: torch.device) -> tuple[int, int]:
+    rate = info.rate * args.multi
+    with atomic_path(args.output, keep_suffix=True) as tmp:
+        templates, audio = audio_streams(args.input)
+        try:
+            writer = VideoWriter(tmp, codec, args.crf, (info.height, info.width), rate,
+                                 info.time_base / args.multi, audio)
+        finally:
+            templates.close()
+        try:
+            cuts = interpolate_video(model, args.input, writer, args.multi, args.scale, threshold, device,
+                                     info.frames, writer.copy if audio else None)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+    return writer.count, cuts
 
 
 @user_facing
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    check_paths(args)
+    codec = check_paths(args)
+    info = probe(args.input)
+    threshold = cut_threshold(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args, device)
-    fps = input_fps(args.input) * args.multi
-    if args.output.suffix:
-        with atomic_path(args.output, keep_suffix=True) as tmp:
-            sink = FrameSink(tmp, fps, folder=False)
-            try:
-                interpolate_video(model, args.input, sink, args.multi, args.scale, device)
-            finally:
-                sink.close()
+    if codec is not None:
+        count, cuts = write_video(args, codec, model, info, threshold, device)
     else:
         with atomic_dir(args.output) as tmp:
-            sink = FrameSink(tmp, fps, folder=True)
-            interpolate_video(model, args.input, sink, args.multi, args.scale, device)
-    log.info("wrote %s: %d frames at %.3f fps", args.output, sink.count, fps)
+            sink = PngSink(tmp)
+            cuts = interpolate_video(model, args.input, sink, args.multi, args.scale, threshold, device, info.frames)
+        count = sink.count
+    log.info("%d scene cut(s) met (cut threshold %g): the in-between frames there repeat the nearer frame",
+             cuts, threshold)
+    log.info("wrote %s: %d frames at %s fps (%.3f)", args.output, count, Fraction(info.rate * args.multi),
+             float(info.rate * args.multi))
 
 
 if __name__ == "__main__":

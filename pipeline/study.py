@@ -9,6 +9,12 @@ Reads ``dvc exp show --json`` (the baseline commit and every experiment run or q
 (the paired PSNR gain over the pretrained model of each experiment, with its 95% interval). Experiments
 that failed, are queued or still running are listed as such, never with metrics: a failed experiment's
 metrics files would otherwise be the baseline's, since they are tracked in git.
+
+Runs are ranked by their validation gain (``val.gain`` of results/train/metrics.json: the kept weights' val PSNR
+minus the pretrained weights' val PSNR at step 0), the way a user must choose without looking at the test split;
+the table marks the run validation chooses, the command reports that run's test gain, and the Spearman rank
+correlation between val and test gains over the study's runs says whether the val split can be trusted
+(:data:`TRUSTED_SPEARMAN` or more).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ PARAMS_FILE = "params.yaml"
 EVALUATE_METRICS = "results/evaluate/metrics.json"
 TRAIN_METRICS = "results/train/metrics.json"
 STUDY_RESULTS = Path("results/study")
+TRUSTED_SPEARMAN = 0.7  # rank correlation of val and test gains at which validation's choice can be trusted
 
 
 LR_FIND_METRICS = Path("results/lr_find/metrics.json")
@@ -69,6 +76,10 @@ class Row:
     gain_high: float | None = None
     share_improved: float | None = None
     train_minutes: float | None = None
+    val_gain: float | None = None  # kept weights' val PSNR minus the pretrained weights' (step 0), dB
+    val_gain_low: float | None = None
+    val_gain_high: float | None = None
+    chosen: bool = False  # the run with the highest val gain
 
 
 def strategy_label(params: dict) -> str:
@@ -107,9 +118,54 @@ def make_row(state: dict, name: str, status: str) -> Row:
     row.pretrained_psnr = scores.get("pretrained", {}).get("psnr")
     row.gain, row.gain_low, row.gain_high = gain.get("psnr"), gain.get("psnr_ci95_low"), gain.get("psnr_ci95_high")
     row.share_improved = gain.get("share_improved")
-    seconds = _data(data.get("metrics"), TRAIN_METRICS).get("train", {}).get("seconds")
+    train = _data(data.get("metrics"), TRAIN_METRICS)
+    seconds = train.get("train", {}).get("seconds")
     row.train_minutes = seconds / 60 if seconds is not None else None
+    val = train.get("val", {})
+    row.val_gain, row.val_gain_low, row.val_gain_high = val.get("gain"), val.get("gain_ci95_low"), val.get("gain_ci95_high")
     return row
+
+
+def rank_by_validation(rows: list[Row]) -> list[Row]:
+    """Runs with a val gain first, highest first (the first is marked ``chosen``), then the others as listed."""
+    scored = sorted((r for r in rows if r.val_gain is not None), key=lambda r: -r.val_gain)
+    for r in rows:
+        r.chosen = False
+    if scored:
+        scored[0].chosen = True
+    return scored + [r for r in rows if r.val_gain is None]
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None with under three pairs or a constant side."""
+    if len(x) < 3:
+        return None
+    rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(pd.Series(rx).corr(pd.Series(ry)))
+
+
+def validation_verdict(rows: list[Row]) -> str:
+    """Which run validation chooses, its test gain, and how well val gains rank the runs as test gains do."""
+    both = [r for r in rows if r.val_gain is not None and r.gain is not None]
+    chosen = next((r for r in rows if r.chosen), None)
+    if chosen is None:
+        return "no run has a val gain (results/train/metrics.json val.gain); nothing to choose by validation\n"
+    lines = [f"validation chooses {chosen.name} (val gain {chosen.val_gain:+.3f} dB); its test gain: "
+             + (f"{chosen.gain:+.3f} dB ({chosen.gain_low:+.3f} .. {chosen.gain_high:+.3f})" if chosen.gain is not None
+                else "not measured")]
+    best_test = max(both, key=lambda r: r.gain, default=None)
+    if best_test is not None and best_test is not chosen:
+        lines.append(f"the best test gain was {best_test.name} ({best_test.gain:+.3f} dB)")
+    rho = spearman([r.val_gain for r in both], [r.gain for r in both])
+    if rho is None:
+        lines.append(f"Spearman rank correlation of val and test gains: needs 3 runs with both ({len(both)} here)")
+    else:
+        trust = "can be trusted to rank runs" if rho >= TRUSTED_SPEARMAN else "does not rank runs as the test does"
+        lines.append(f"Spearman rank correlation of val and test gains over {len(both)} runs: {rho:+.2f} "
+                     f"(the val split {trust}; goal >= {TRUSTED_SPEARMAN})")
+    return "\n".join(lines) + "\n"
 
 
 def parse(show: list[dict]) -> list[Row]:
@@ -166,13 +222,17 @@ def _fmt(value, spec: str) -> str:
 
 
 def markdown(rows: list[Row]) -> str:
-    head = ("| experiment | strategy | lr | steps | state | PSNR (dB) | SSIM | gain over pretrained (dB, 95% CI) "
-            "| triplets improved | train (min) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| experiment | strategy | lr | steps | state | val gain (dB, 95% CI) | PSNR (dB) | SSIM "
+            "| test gain over pretrained (dB, 95% CI) | triplets improved | train (min) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         gain = f"{r.gain:+.3f} ({r.gain_low:+.3f} .. {r.gain_high:+.3f})" if r.gain is not None else ""
+        val = (f"{r.val_gain:+.3f} ({r.val_gain_low:+.3f} .. {r.val_gain_high:+.3f})"
+               if r.val_gain is not None and r.val_gain_low is not None else "")
         share = f"{r.share_improved:.0%}" if r.share_improved is not None else ""
-        lines.append(f"| {r.name} | {r.strategy} | {_fmt(r.lr, 'g')} | {_fmt(r.steps, 'd')} | {r.state} "
+        name = f"**{r.name}** (chosen)" if r.chosen else r.name
+        lines.append(f"| {name} | {r.strategy} | {_fmt(r.lr, 'g')} | {_fmt(r.steps, 'd')} | {r.state} | {val} "
                      f"| {_fmt(r.psnr, '.3f')} | {_fmt(r.ssim, '.4f')} | {gain} | {share} "
                      f"| {_fmt(r.train_minutes, '.1f')} |")
     return head + "\n".join(lines) + "\n"
@@ -206,8 +266,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("queued %d runs; start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
                  len(names))
         return
-    rows = parse(experiments_json(args.rev))
-    table = markdown(rows)
+    rows = rank_by_validation(parse(experiments_json(args.rev)))
+    table = markdown(rows) + "\n" + validation_verdict(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "summary.md", table)
     with atomic_path(args.out / "summary.csv") as tmp:

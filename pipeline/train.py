@@ -2,7 +2,9 @@
 
 Reads: ``data/augmented/`` (training crops), ``data/triplets/`` (val split), ``models/pretrained/flownet.pkl``;
 params ``lr``, ``base``, ``train``. Writes: ``models/finetuned/flownet.pkl`` (official key layout) and
-``results/train/`` (dvclive: loss, learning rate per group, validation PSNR/SSIM, by optimizer step).
+``results/train/`` (dvclive: loss, learning rate per group, validation PSNR/SSIM, by optimizer step; the
+validation at step 0 scores the pretrained weights, and ``metrics.json`` ends with ``val.gain``, the kept weights'
+val PSNR minus the pretrained one, with its 95% bootstrap interval).
 
 Run it as dvc.yaml does, ``python -m pipeline.train [accelerate launch flags]``: it checks params.yaml and the
 checkpoint, then starts itself under ``accelerate launch`` (``accelerate launch -m pipeline.train`` works too).
@@ -38,11 +40,11 @@ from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, load_checkpoint, read_checkpoint, save_checkpoint, with_resolved_arch
 from pipeline.scoring.batches import score_rows
 from pipeline.training.groups import check_group_names, frozen_at, unfreeze_steps
-from pipeline.training.loop import batches, make_accelerator, make_loader, train_step, use_cpu_cores
+from pipeline.training.loop import USER_THREADS, batches, make_accelerator, make_loader, train_step, use_cpu_cores
 from pipeline.training.optim import build_optimizer, group_lrs
 from pipeline.training.resume import TrainState, fingerprint
 from pipeline.training.schedules import build_scheduler, observe_validation
-from pipeline.training.weights import BestOnValidation, moving_average
+from pipeline.training.weights import BestOnValidation, ValidationGain, moving_average
 
 log = logging.getLogger("pipeline.train")
 
@@ -90,16 +92,19 @@ def val_rows(params: Params) -> pd.DataFrame:
     return rows
 
 
-def validate(net: torch.nn.Module, rows: pd.DataFrame, params: Params, accelerator: Accelerator) -> dict[str, float]:
-    """Mean PSNR/SSIM of ``net`` (unwrapped) on ``rows`` (full frames), shared out over processes."""
+def validate(net: torch.nn.Module, rows: pd.DataFrame, params: Params,
+             accelerator: Accelerator) -> tuple[dict[str, float], list[float]]:
+    """Mean PSNR/SSIM of ``net`` (unwrapped) on ``rows`` (full frames), shared out over processes, and the PSNR of
+    each triplet (in the same order at every validation)."""
     if rows.empty:
-        return {}
+        return {}, []
     net.eval()
     mine = rows.iloc[accelerator.process_index::accelerator.num_processes]
     scores = gather_object(score_rows(net, mine, accelerator.device, round_prediction=True,
                                       batch_size=params.train.batch_size))
     net.train()
-    return {"val/psnr": sum(s[0] for s in scores) / len(scores), "val/ssim": sum(s[1] for s in scores) / len(scores)}
+    means = {"val/psnr": sum(s[0] for s in scores) / len(scores), "val/ssim": sum(s[1] for s in scores) / len(scores)}
+    return means, [s[0] for s in scores]
 
 
 def run(params: Params) -> None:
@@ -120,7 +125,8 @@ def run(params: Params) -> None:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema = moving_average(accelerator.unwrap_model(model), cfg)
     best = BestOnValidation(cfg.early_stopping.patience, cfg.early_stopping.min_delta, cfg.keep == "best")
-    for extra in (scheduler, best, ema):
+    val_gain = ValidationGain(cfg.keep == "best")
+    for extra in (scheduler, best, ema, val_gain):
         if extra is not None:
             accelerator.register_for_checkpointing(extra)
     key = fingerprint(params.lr, params.base, cfg, accelerator.num_processes,
@@ -137,9 +143,9 @@ def run(params: Params) -> None:
 
     def evaluate_now(step: int) -> dict[str, float]:
         net = ema.module if ema is not None else accelerator.unwrap_model(model)
-        scores = validate(net, rows, params, accelerator)
+        scores, psnrs = validate(net, rows, params, accelerator)
         if scores:
-            best.update(scores["val/psnr"], step, net)
+            val_gain.update(psnrs, step, best.update(scores["val/psnr"], step, net))
             observe_validation(scheduler, scores["val/psnr"])
         return scores
 
@@ -180,11 +186,26 @@ def run(params: Params) -> None:
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             state.save(done)
     accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        record_val_gain(accelerator, val_gain)
     accelerator.end_training()  # dvclive writes its summary (metrics.json) here
     if accelerator.is_main_process:
         save_output(accelerator.unwrap_model(model), ema, best, cfg)
         publish_curves(TRAIN_LIVE, TRAIN_RESULTS)
     state.clear()
+
+
+def record_val_gain(accelerator: Accelerator, val_gain: ValidationGain) -> None:
+    """Put the kept weights' val gain over the pretrained weights into results/train/metrics.json (``val.gain``)."""
+    gain = val_gain.summary()
+    if not gain:
+        return
+    log.info("val gain of the kept weights (step %d) over the pretrained: %+.3f dB PSNR (95%% CI %+.3f .. %+.3f) "
+             "on %d val triplets", gain["gain_step"], gain["gain"], gain["gain_ci95_low"], gain["gain_ci95_high"],
+             gain["triplets"])
+    live = accelerator.get_tracker("dvclive", unwrap=True)
+    live.summary.setdefault("val", {}).update(gain)
+    live.make_summary()
 
 
 def save_output(model: torch.nn.Module, ema, best: BestOnValidation, cfg) -> None:
@@ -242,6 +263,8 @@ def main() -> None:
     check_group_names(params.train)
     if LAUNCHED_BY_ACCELERATE not in os.environ and LAUNCHED_BY_TORCHRUN not in os.environ:
         load_checkpoint(PRETRAINED, params.train.arch)  # a checkpoint that does not fit stops here, in one line
+        if "OMP_NUM_THREADS" in os.environ:  # the launcher replaces it; the worker honours the user's value
+            os.environ[USER_THREADS] = os.environ["OMP_NUM_THREADS"]
         launch(sys.argv[1:])
         return
     run(params)

@@ -8,8 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pandas as pd
@@ -26,8 +28,8 @@ TINY = {
     "lr": 3.0e-5,
     "extract": {"max_per_clip": 2},
     "augment": {"crop": 64, "crops_per_triplet": 2},
-    "train": {"steps": 3, "batch_size": 2, "warmup_steps": 1, "val_every": 3, "val_max_triplets": 1,
-              "checkpoint_every": 2},
+    "train": {"steps": 3, "batch_size": 2, "schedule": "warmup_constant", "warmup_steps": 1, "val_every": 3,
+              "val_max_triplets": 1, "checkpoint_every": 2},
     "evaluate": {"max_triplets": 2, "bootstrap_samples": 200},
     "lr_find": {"steps": 12},
 }
@@ -73,13 +75,43 @@ def write_params(workdir: Path, params: dict) -> None:
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-def make_clip(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> None:
-    """A lossless-enough MJPG AVI of RGB ``frames``."""
+def make_clip(path: Path, frames: list[np.ndarray], fps: float | Fraction = 25.0, codec: str = "ffv1",
+              pix_fmt: str | None = None, pts: list[int] | None = None, time_base: Fraction | None = None,
+              rotation: int = 0, audio_seconds: float = 0.0) -> None:
+    """A video of RGB ``frames`` written with PyAV: lossless FFV1 by default (any container FFmpeg knows).
+
+    ``pts`` (in ``time_base``) gives each frame its own time (variable frame rate); ``rotation`` puts a display
+    matrix on the stream (degrees counter-clockwise); ``audio_seconds`` adds an AAC tone of that length."""
+    rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
+    time_base = time_base or 1 / rate
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = pix_fmt or ("bgr0" if codec == "ffv1" else "yuv420p")
+        stream.time_base = stream.codec_context.time_base = time_base
+        if rotation:
+            stream.set_display_rotation(rotation)
+        sound = container.add_stream("aac", rate=48000) if audio_seconds else None
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts, frame.time_base = (pts[i] if pts else i), time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if sound is not None:
+            for packet in tone_packets(sound, audio_seconds):
+                container.mux(packet)
+
+
+def tone_packets(stream, seconds: float) -> list:
+    """Encoded packets of a 440 Hz tone of ``seconds`` on an audio ``stream``."""
+    packets, samples, chunk = [], int(seconds * stream.rate), 1024
+    for start in range(0, samples, chunk):
+        t = (np.arange(start, min(start + chunk, samples)) / stream.rate).astype(np.float32)
+        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t))[None], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = stream.rate, start
+        packets += stream.encode(frame)
+    return packets + stream.encode(None)
 
 
 def moving_texture(count: int, height: int = 96, width: int = 128, speed: int = 3, seed: int = 0) -> list[np.ndarray]:

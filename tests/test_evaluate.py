@@ -134,9 +134,9 @@ def test_train_validation_scores_are_the_shared_scores(triplet_dir):
     assert scores == list(zip(table.m_psnr, table.m_ssim))
 
 
-def fake_table(gains: list[float], clips: list[str]) -> pd.DataFrame:
+def fake_table(gains: list[float], clips: list[str], gaps: list[int] | None = None) -> pd.DataFrame:
     n = len(gains)
-    rows = pd.DataFrame({"triplet": range(n), "clip": clips, "frame0": 0, "frame_t": 1, "frame1": 2,
+    rows = pd.DataFrame({"triplet": range(n), "clip": clips, "gap": gaps or 1, "frame0": 0, "frame_t": 1, "frame1": 2,
                          "timestep": 0.5, "height": 8, "width": 8, "motion": np.linspace(0.01, 0.05, n)})
     pretrained = np.linspace(30, 35, n)
     scores = pd.DataFrame({"finetuned_psnr": pretrained + gains, "finetuned_ssim": 0.9,
@@ -164,6 +164,17 @@ def test_summary_gain_and_per_clip_breakdown(params_dict):
     json.dumps(summary)  # plain JSON types only
 
 
+def test_per_gap_breakdown_has_each_gap_with_its_interval(params_dict):
+    table = fake_table([0.1, 0.1, 0.1, 0.5, 0.7, 0.6], ["x"] * 6, [1, 1, 1, 2, 2, 2])
+    summary = summarise(table, evaluate_cfg(params_dict))
+    assert list(summary["per_gap"]) == ["1", "2"]
+    two = summary["per_gap"]["2"]
+    assert two["triplets"] == 3 and two["finetuned_minus_pretrained_psnr"] == pytest.approx(0.6)
+    assert two["finetuned_minus_pretrained_psnr_ci95_low"] <= 0.6 <= two["finetuned_minus_pretrained_psnr_ci95_high"]
+    assert summary["per_gap"]["1"]["finetuned_minus_pretrained_psnr"] == pytest.approx(0.1)
+    json.dumps(summary)
+
+
 def test_pixel_exact_predictions_count_as_100_db(params_dict):
     table = fake_table([np.inf, 0.0], ["x", "x"])
     assert table.finetuned_psnr.max() == 100.0
@@ -183,6 +194,7 @@ def test_examples_are_the_extremes_and_never_repeat():
     assert pick_examples(table.iloc[:2], 2) == [("improved_1", 0), ("degraded_1", 1)]
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("key, value, message", [
     ("methods", ["pretrained", "blend"], "evaluate.methods = [pretrained, blend] lacks finetuned"),
     ("metrics", ["psnr", "psnr_y"], "evaluate.metrics = [psnr, psnr_y] lacks ssim"),
@@ -198,6 +210,7 @@ def test_bad_evaluate_params_are_named(tmp_path, params_dict, key, value, messag
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("value", [0.5, "0.5", 1, "auto"])
 def test_scale_reads_numbers_in_any_form(tmp_path, params_dict, value):
     params_dict["evaluate"]["scale"] = value
@@ -235,6 +248,7 @@ def test_the_stage_writes_every_output(tmp_path, params_dict, official_hdv3):
     assert "evaluate: 100%" in done.stderr  # the progress bar over triplets
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_the_stage_refuses_an_empty_test_split(tmp_path, params_dict):
     root = tmp_path / "data/triplets"
     root.mkdir(parents=True)

@@ -15,7 +15,7 @@ import pytest
 from pipeline.core.errors import UserError
 from pipeline.core.params import Extract, build
 from pipeline.footage.sources import numbered_frames
-from pipeline.footage.windows import Cap, deal_clips, segments_for, targets, whole_clip
+from pipeline.footage.windows import Blocks, Cap, deal_blocks, deal_clips, segments_for, targets, whole_clip
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
 
 
@@ -64,16 +64,44 @@ def test_segments_leave_guard_frames_between_splits(params_dict):
 
 def test_cap_keeps_the_first_clean_window_of_each_bin(params_dict):
     cfg = extract_cfg(params_dict, max_per_clip=10, stride=1, gap=1)
-    cap = Cap(whole_clip("train"), 102, cfg)  # 100 candidate windows, 10 bins of 10
-    assert cap.layout["train"] == (0, 100)
+    cap = Cap(whole_clip("train"), 102, cfg, 1)  # 100 candidate windows, 10 bins of 10
+    assert cap.count("train") == 100 and cap.starts["train"][0] == 0
     admitted = [start for start in range(100) if start % 10 != 0 and cap.admit("train", start)]
     assert admitted == [1, 11, 21, 31, 41, 51, 61, 71, 81, 91]  # the window at 0, 10, ... was unclean here
-    assert Cap(whole_clip("train"), 12, cfg).admit("train", 3)  # fewer candidates than the cap: all kept
+    assert Cap(whole_clip("train"), 12, cfg, 1).admit("train", 3)  # fewer candidates than the cap: all kept
+
+
+def test_blocks_leave_their_guard_frames_to_no_split():
+    blocks = Blocks(size=10, guard=2, splits=("train", "test", "val"))
+    assert blocks.split_of(0, 7) == "train" and blocks.split_of(6, 8) is None  # frame 8 is a guard
+    assert blocks.split_of(8, 10) is None and blocks.split_of(10, 12) == "test"  # no window straddles two blocks
+    assert blocks.split_of(20, 40) == "val"  # the last block runs past the container's count
+    assert blocks.ranges("test") == [(10, 18)] and blocks.ranges("val") == [(20, 2**62)]
+
+
+def test_dealing_blocks_is_seeded_per_clip_and_keeps_every_split(params_dict):
+    cfg = extract_cfg(params_dict, split_by="blocks", block_frames=20, val_fraction=0.1, test_fraction=0.2)
+    first = deal_blocks(200, "a.mp4", cfg, seed=1)
+    assert first == deal_blocks(200, "a.mp4", cfg, seed=1)  # seeded
+    assert sorted(first.splits) == ["test"] * 2 + ["train"] * 7 + ["val"]
+    others = {deal_blocks(200, name, cfg, seed=1).splits for name in ("b.mp4", "c.mp4", "d.mp4")}
+    assert len(others | {first.splits}) > 1  # each clip gets its own shuffle
+    assert sorted(deal_blocks(30, "a.mp4", cfg, seed=1).splits) == ["test", "train"]  # two blocks: no val
+
+
+def test_cap_over_several_ranges_spreads_over_all_of_them(params_dict):
+    cfg = extract_cfg(params_dict, max_per_clip=4, stride=1)
+    blocks = Blocks(size=20, guard=2, splits=("train", "test", "train", "test"))
+    cap = Cap(blocks, 80, cfg, 1)
+    assert cap.count("train") == 32  # two blocks of 18 usable frames: 16 windows each
+    admitted = [start for start in range(80) if blocks.split_of(start, start + 2) == "train"
+                and cap.admit("train", start)]
+    assert admitted == [0, 8, 40, 48]
 
 
 def test_targets_inside_a_gap(params_dict):
-    assert targets(extract_cfg(params_dict, gap=2, timesteps="middle")) == [(2, 0.5)]
-    assert targets(extract_cfg(params_dict, gap=2, timesteps="all")) == [(1, 0.25), (2, 0.5), (3, 0.75)]
+    assert targets(extract_cfg(params_dict, timesteps="middle"), 2) == [(2, 0.5)]
+    assert targets(extract_cfg(params_dict, timesteps="all"), 2) == [(1, 0.25), (2, 0.5), (3, 0.75)]
 
 
 def test_dealing_whole_clips_is_seeded_and_leaves_training_clips(params_dict):
@@ -175,6 +203,34 @@ def test_all_timesteps_store_each_frame_once(tmp_path, params_dict):
                   for p in (tmp_path / "data/triplets/frames").rglob("*.png")) == sorted(used)
 
 
+def test_a_list_of_gaps_gives_windows_of_each_gap_with_the_gap_recorded(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=2))
+    done = run_extract(tmp_path, params_dict, gap=[1, 2], max_per_clip=5)
+    assert done.returncode == 0, done.stderr
+    manifest = manifest_of(tmp_path)
+    kept = manifest.query("status == 'kept'")
+    assert set(kept.gap) == {1, 2}
+    assert ((kept.frame1 - kept.frame0) == 2 * kept.gap).all() and ((kept.frame_t - kept.frame0) == kept.gap).all()
+    per_split = kept.groupby(["gap", "split"]).size()
+    assert (per_split <= 5).all() and per_split.loc[(2, "train")] == 5  # the cap holds for each gap on its own
+    assert (manifest[manifest.gap == 2].motion.mean() > manifest[manifest.gap == 1].motion.mean())
+
+
+def test_split_by_blocks_keeps_every_window_inside_one_block(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/a.avi", moving_texture(100, speed=2))
+    done = run_extract(tmp_path, params_dict, split_by="blocks", block_frames=20, guard_frames=2, gap=[1, 2],
+                       max_per_clip=0)
+    assert done.returncode == 0, done.stderr
+    kept = manifest_of(tmp_path).query("status == 'kept'")
+    assert set(kept.split) == {"train", "val", "test"}
+    assert (kept.frame0 // 20 == kept.frame1 // 20).all()  # no triplet straddles two blocks
+    assert (kept[kept.frame0 < 80].frame1 % 20 < 18).all()  # nor touches a guard frame (the last block has none)
+    assert (kept.groupby(kept.frame0 // 20).split.nunique() == 1).all()  # a block belongs to one split
+
+
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_split_by_clip_keeps_each_clip_in_one_split_and_repeats_byte_for_byte(tmp_path, params_dict):
     (tmp_path / "clips").mkdir()
     for i in range(5):
@@ -194,7 +250,18 @@ def test_split_by_clip_keeps_each_clip_in_one_split_and_repeats_byte_for_byte(tm
 
 def corrupt_video(clips: Path) -> str:
     (clips / "broken.mp4").write_bytes(b"\x00" * 1000)
-    return "broken.mp4: cannot be opened as a video", "broken.mp4"
+    return "broken.mp4: not a video: it is data FFmpeg does not recognise", "broken.mp4"
+
+
+def text_as_video(clips: Path) -> str:
+    (clips / "notes.mp4").write_text("shot list: beach, harbour\n")
+    return "notes.mp4: not a video: it is a text file", "notes.mp4"
+
+
+def png_as_video(clips: Path) -> str:
+    cv2.imwrite(str(clips / "img.mp4.png"), moving_texture(1)[0])
+    (clips / "img.mp4.png").rename(clips / "img.mp4")
+    return "img.mp4: not a video: it is a PNG image", "img.mp4"
 
 
 def empty_video(clips: Path) -> str:
@@ -225,9 +292,11 @@ def vimeo_missing_file(clips: Path) -> str:
     return "tri_trainlist.txt:1: 00001/0001: ", "vimeo/00001/0001"
 
 
-BAD_INPUTS = [corrupt_video, empty_video, short_clip, mixed_sizes, numbering_gap, vimeo_missing_file]
+BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, short_clip, mixed_sizes, numbering_gap,
+              vimeo_missing_file]
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
 def test_bad_input_stops_with_one_line_and_keeps_old_outputs(tmp_path, params_dict, make_bad):
     (tmp_path / "clips").mkdir()
@@ -240,6 +309,7 @@ def test_bad_input_stops_with_one_line_and_keeps_old_outputs(tmp_path, params_di
     assert old.read_text() == "previous output"
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
 def test_skip_unreadable_skips_and_reports_the_bad_input(tmp_path, params_dict, make_bad):
     (tmp_path / "clips").mkdir()
@@ -262,6 +332,7 @@ def test_unreadable_file_is_named(tmp_path, params_dict):
     assert_user_error(run_extract(tmp_path, params_dict), "locked.avi: not readable")
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("skip", [False, True])
 def test_footage_without_a_usable_triplet_is_always_an_error(tmp_path, params_dict, skip):
     (tmp_path / "clips").mkdir()

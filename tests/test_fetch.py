@@ -23,6 +23,7 @@ def test_fetch_own_checkpoint_and_videos(tmp_path, params_dict, official_hdv3):
     assert read_state_dict(tmp_path / "models/pretrained/flownet.pkl").keys() == read_state_dict(official_hdv3).keys()
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("sources, fragments", [
     ({"videos": "nowhere", "checkpoint": "checkpoints/rife-hdv3.yaml"}, ["sources.videos nowhere: no such folder"]),
     ({"videos": "raw", "checkpoint": "missing.pkl"},

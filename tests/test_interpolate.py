@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from pathlib import Path
+
+import av
 import cv2
 import numpy as np
 import pytest
 
+from pipeline.footage.encoder import CODECS, VideoWriter
+from pipeline.footage.video import decode, probe
 from pipeline.models import create_model, expected_shapes, save_checkpoint
 from tests.golden import seeded_state
-from tests.helpers import assert_user_error, make_clip, moving_texture, run_module
+from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tone_packets
 
 FRAMES = 5
+CUT = ("--cut-threshold", "0.1")  # extract.cut_threshold's default; the test folder has no params.yaml
 
 
 @pytest.fixture(scope="module")
@@ -24,35 +31,146 @@ def work(tmp_path_factory):
     return root
 
 
-def video_info(path) -> tuple[float, int, tuple[int, int]]:
-    cap = cv2.VideoCapture(str(path))
-    info = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), (int(cap.get(4)), int(cap.get(3)))
-    cap.release()
-    return info
+def interpolate(work: Path, *args: str):
+    return run_module("pipeline.interpolate", work, *args, *CUT)
 
 
+def images(path: Path) -> list[np.ndarray]:
+    return [frame.image for frame in decode(path)]
+
+
+def times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return [float(frame.time) for frame in container.decode(video=0)]
+
+
+@pytest.mark.slow
 def test_three_times_the_frames_at_three_times_the_rate(work):
-    done = run_module("pipeline.interpolate", work, "clip.avi", "out.mp4", "--checkpoint", "4.18.pkl", "--multi", "3")
+    done = interpolate(work, "clip.avi", "out.mp4", "--checkpoint", "4.18.pkl", "--multi", "3")
     assert done.returncode == 0, done.stderr
     assert "RIFE 4.18" in done.stderr and "interpolate" in done.stderr  # the log line and the progress bar
-    fps, count, size = video_info(work / "out.mp4")
-    assert (round(fps), count, size) == (72, (FRAMES - 1) * 3 + 1, (72, 100))
+    assert "0 scene cut(s)" in done.stderr
+    info = probe(work / "out.mp4")
+    assert (info.rate, info.frames, info.height, info.width) == (72, (FRAMES - 1) * 3 + 1, 72, 100)
+    assert info.pix_fmt == "yuv444p10le"
 
 
+@pytest.mark.slow
 def test_png_frames_keep_the_originals_and_put_the_predictions_between(work):
-    done = run_module("pipeline.interpolate", work, "clip.avi", "frames", "--checkpoint", "hdv3.pkl", "--multi", "4")
+    done = interpolate(work, "clip.avi", "frames", "--checkpoint", "hdv3.pkl", "--multi", "4")
     assert done.returncode == 0, done.stderr
     written = sorted((work / "frames").glob("*.png"))
     assert len(written) == (FRAMES - 1) * 4 + 1
-    cap = cv2.VideoCapture(str(work / "clip.avi"))
-    originals = [cap.read()[1] for _ in range(FRAMES)]
-    cap.release()
+    originals = moving_texture(FRAMES, height=72, width=100)
     for i, original in enumerate(originals):
-        assert np.array_equal(cv2.imread(str(written[4 * i])), original)
-    between = cv2.imread(str(written[2])).astype(int)
+        assert np.array_equal(cv2.imread(str(written[4 * i]))[:, :, ::-1], original)
+    between = cv2.imread(str(written[2]))[:, :, ::-1].astype(int)
     assert 0 < np.abs(between - originals[0]).mean() and 0 < np.abs(between - originals[1]).mean()
 
 
+@pytest.mark.slow
+def test_ffv1_is_bit_exact_and_matches_the_png_frames(work):
+    done = interpolate(work, "clip.avi", "exact.mkv", "--checkpoint", "hdv3.pkl", "--multi", "4", "--codec", "ffv1")
+    assert done.returncode == 0, done.stderr
+    if not (work / "frames").exists():
+        assert interpolate(work, "clip.avi", "frames", "--checkpoint", "hdv3.pkl", "--multi", "4").returncode == 0
+    pngs = [cv2.imread(str(p))[:, :, ::-1] for p in sorted((work / "frames").glob("*.png"))]
+    decoded = images(work / "exact.mkv")
+    assert len(decoded) == len(pngs) and all(np.array_equal(a, b) for a, b in zip(decoded, pngs))
+
+
+@pytest.mark.slow
+def test_rational_rate_timestamps_and_audio_are_kept(tmp_path, work):
+    make_clip(tmp_path / "ntsc.mp4", moving_texture(4, height=64, width=96), fps=Fraction(30000, 1001),
+              codec="libx264", audio_seconds=0.4)
+    done = interpolate(tmp_path, "ntsc.mp4", "out.mp4", "--checkpoint", str(work / "4.18.pkl"))
+    assert done.returncode == 0, done.stderr
+    info = probe(tmp_path / "out.mp4")
+    assert info.rate == Fraction(60000, 1001) and info.frames == 7 and info.has_audio
+    source = times(tmp_path / "ntsc.mp4")
+    expected = [t for a, b in zip(source, source[1:]) for t in (a, (a + b) / 2)] + source[-1:]
+    assert np.allclose(times(tmp_path / "out.mp4"), expected, atol=1e-4)
+    with av.open(str(tmp_path / "ntsc.mp4")) as a, av.open(str(tmp_path / "out.mp4")) as b:
+        packets_in = [bytes(p) for p in a.demux(audio=0) if p.size]
+        packets_out = [bytes(p) for p in b.demux(audio=0) if p.size]
+        assert b.streams.audio[0].codec_context.name == "aac"
+    assert packets_in == packets_out  # copied, not re-encoded
+
+
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
+def test_variable_frame_rate_keeps_its_timing(tmp_path, work):
+    pts = [0, 1, 3, 4, 8]  # in 1/25 s: gaps of 1, 2, 1 and 4 frames
+    make_clip(tmp_path / "vfr.mkv", moving_texture(5, height=64, width=96), fps=25, pts=pts,
+              time_base=Fraction(1, 25))
+    done = interpolate(tmp_path, "vfr.mkv", "out.mkv", "--checkpoint", str(work / "4.18.pkl"), "--codec", "ffv1")
+    assert done.returncode == 0, done.stderr
+    expected = [t / 50 for a, b in zip(pts, pts[1:]) for t in (2 * a, a + b)] + [pts[-1] / 25]
+    assert np.allclose(times(tmp_path / "out.mkv"), expected, atol=1e-3)
+
+
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
+def test_no_interpolation_across_a_scene_cut(tmp_path, work):
+    shot_a = moving_texture(3, height=64, width=96, seed=1)
+    shot_b = [255 - f for f in moving_texture(3, height=64, width=96, seed=2)]
+    make_clip(tmp_path / "cut.mkv", shot_a + shot_b, fps=25)
+    done = interpolate(tmp_path, "cut.mkv", "out.mkv", "--checkpoint", str(work / "4.18.pkl"), "--codec", "ffv1",
+                       "--multi", "3")
+    assert done.returncode == 0, done.stderr
+    assert "1 scene cut(s)" in done.stderr
+    out = images(tmp_path / "out.mkv")
+    assert len(out) == 16
+    # frames 6 and 7 lie between the last frame of shot A (out[6]) and the first of shot B (out[9])
+    assert np.array_equal(out[7], shot_a[-1]) and np.array_equal(out[8], shot_b[0])
+    assert not np.array_equal(out[4], shot_a[1]) and not np.array_equal(out[4], shot_a[2])  # inside a shot: predicted
+
+
+@pytest.mark.slow
+def test_rotated_phone_video_comes_out_upright(tmp_path, work):
+    frames = moving_texture(3, height=64, width=96)
+    make_clip(tmp_path / "phone.mp4", frames, codec="libx264", pix_fmt="yuv444p", rotation=90)
+    done = interpolate(tmp_path, "phone.mp4", "up.mkv", "--checkpoint", str(work / "4.18.pkl"), "--codec", "ffv1")
+    assert done.returncode == 0, done.stderr
+    first = images(tmp_path / "up.mkv")[0].astype(int)
+    assert first.shape == (96, 64, 3)
+    upright, other_way = (np.abs(first - np.rot90(frames[0], k)).mean() for k in (1, -1))
+    assert upright < 6 < 3 * upright < other_way  # turned 90 degrees counter-clockwise, as stated (x264 is lossy)
+
+
+def test_ffv1_decodes_to_exactly_the_frames_encoded(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(3)]
+    writer = VideoWriter(tmp_path / "exact.mkv", CODECS["ffv1"], None, (48, 80), Fraction(25), Fraction(1, 25))
+    for i, frame in enumerate(frames):
+        writer.write(frame, i)
+    writer.close()
+    decoded = images(tmp_path / "exact.mkv")
+    assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+
+
+def test_ten_bit_input_is_read_without_clipping(tmp_path):
+    ramp = np.broadcast_to(np.linspace(0, 255, 96).astype(np.uint8)[None, :, None], (64, 96, 3)).copy()
+    make_clip(tmp_path / "deep.mkv", [ramp, ramp[:, ::-1].copy()], codec="ffv1", pix_fmt="gbrp10le")
+    assert probe(tmp_path / "deep.mkv").pix_fmt == "gbrp10le"
+    decoded = images(tmp_path / "deep.mkv")
+    assert np.abs(decoded[0].astype(int) - ramp).max() <= 1
+    assert np.abs(decoded[1].astype(int) - ramp[:, ::-1]).max() <= 1
+
+
+@pytest.fixture(scope="module")
+def odd_files(work):
+    (work / "notes.mp4").write_text("these are my notes, not a video\n")
+    cv2.imwrite(str(work / "img.png"), np.zeros((16, 16, 3), np.uint8))
+    (work / "img.mp4").write_bytes((work / "img.png").read_bytes())
+    with av.open(str(work / "sound.m4a"), "w") as container:
+        stream = container.add_stream("aac", rate=48000)
+        for packet in tone_packets(stream, 0.2):
+            container.mux(packet)
+    (work / "foreign.onnx").write_bytes(b"\x08\x07")
+    (work / "a_file").write_text("x")
+    return work
+
+
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("args, fragment", [
     (["clip.avi", "clip.avi", "--checkpoint", "4.18.pkl"], "clip.avi: is the input video"),
     (["clip.avi", "taken.mp4", "--checkpoint", "4.18.pkl"], "taken.mp4: exists; pass --overwrite"),
@@ -61,16 +179,28 @@ def test_png_frames_keep_the_originals_and_put_the_predictions_between(work):
     (["clip.avi", "x.mp4", "--checkpoint", "hdv3.pkl", "--multi", "3"], "--multi 3: hdv3.pkl is RIFE hdv3"),
     (["clip.avi", "x.mp4", "--checkpoint", "4.18.pkl", "--multi", "1"], "--multi 1: the frame rate multiplier"),
     (["clip.avi", "x.mp4", "--checkpoint", "clip.avi"], "clip.avi: not a readable PyTorch file"),
+    (["clip.avi", "x.mp4", "--checkpoint", "4.18.pkl", "--codec", "vp9"], "--codec vp9: unknown codec"),
+    (["clip.avi", "x.mp4", "--checkpoint", "4.18.pkl", "--crf", "60"], "--crf 60: out of range for h264 (0 to 51"),
+    (["clip.avi", "x.mkv", "--checkpoint", "4.18.pkl", "--codec", "ffv1", "--crf", "3"], "ffv1 is lossless"),
+    (["clip.avi", "x.mp4", "--checkpoint", "4.18.pkl", "--codec", "ffv1"], "ffv1 cannot go in a .mp4 file"),
+    (["clip.avi", "a_file/x.mp4", "--checkpoint", "4.18.pkl"], "a_file/x.mp4: cannot be written"),
+    (["clip.avi", "x.mp4", "--onnx", "foreign.onnx"], "foreign.onnx: not a readable ONNX model"),
+    (["notes.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "notes.mp4: not a video: it is a text file"),
+    (["img.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "img.mp4: not a video: it is a PNG image"),
+    (["sound.m4a", "x.mp4", "--checkpoint", "4.18.pkl"],
+     "sound.m4a: the container has no video stream (it holds audio)"),
 ])
-def test_bad_requests_stop_with_one_line_and_write_nothing(work, args, fragment):
+def test_bad_requests_stop_with_one_line_and_write_nothing(odd_files, args, fragment):
+    work = odd_files
     (work / "taken.mp4").write_bytes(b"keep me")
-    assert_user_error(run_module("pipeline.interpolate", work, *args), fragment)
+    assert_user_error(interpolate(work, *args), fragment)
     assert (work / "taken.mp4").read_bytes() == b"keep me"
-    assert not (work / "x.mp4").exists() and not list(work.glob(".*.tmp*"))
+    assert not (work / "x.mp4").exists() and not (work / "x.mkv").exists() and not list(work.glob(".*.tmp*"))
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_png_output_onto_an_existing_file_is_refused(work):
     (work / "notes").write_text("keep")
-    assert_user_error(run_module("pipeline.interpolate", work, "clip.avi", "notes", "--checkpoint", "4.18.pkl",
-                                 "--overwrite"), "notes: is a file; PNG frames go to a folder")
+    assert_user_error(interpolate(work, "clip.avi", "notes", "--checkpoint", "4.18.pkl", "--overwrite"),
+                      "notes: is a file; PNG frames go to a folder")
     assert (work / "notes").read_text() == "keep"

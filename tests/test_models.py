@@ -86,6 +86,7 @@ def test_v4_matches_the_official_implementation_on_real_frames(arch, timestep, s
 # ---------------------------------------------------------------- inference
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_interpolate_takes_any_size_and_scale(arch):
     model = seeded_model(arch)
@@ -97,6 +98,7 @@ def test_interpolate_takes_any_size_and_scale(arch):
         assert 0.0 <= out.min() and out.max() <= 1.0
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("arch", V4)
 def test_v4_timestep_per_sample_equals_one_call_each(arch):
     model = seeded_model(arch)
@@ -107,6 +109,7 @@ def test_v4_timestep_per_sample_equals_one_call_each(arch):
     assert not torch.allclose(both[0], both[1], atol=1e-3)
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_v4_in_between_asks_for_each_timestep():
     model = seeded_model("4.18")
     img0, img1 = (as_batch(a) for a in real_frames())
@@ -131,6 +134,7 @@ def test_hdv3_bisects_for_more_frames_and_refuses_other_timesteps(official_hdv3)
 # ---------------------------------------------------------------- training forward
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_training_forward_gives_every_scale_and_the_teacher_where_there_is_one(arch):
     model = seeded_model(arch).train()
@@ -281,6 +285,7 @@ def test_validation_batches_only_frames_of_one_size():
     assert [len(c) for c in same_size_chunks(rows, 10)] == [3, 2, 1]
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("arch", ["hdv3", "4.25"])
 def test_channels_last_inference_differs_only_by_rounding(arch):
     model = seeded_model(arch)

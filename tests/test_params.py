@@ -17,8 +17,8 @@ def write(tmp_path, data, text=None):
 
 def test_project_params_load(tmp_path, params_dict):
     params = load_params(write(tmp_path, params_dict))
-    assert params.lr == 1e-5
-    assert params.train.arch == "auto"
+    assert params.lr == 1e-4
+    assert params.train.arch == "auto" and params.extract.gap == (1,)
     assert params.evaluate.methods == ("finetuned", "pretrained", "repeat", "blend", "dis_flow")
     assert params.evaluate.scale == "auto"
 
@@ -40,10 +40,30 @@ def test_learning_rate_in_any_yaml_form_is_the_same_float(tmp_path, params_dict,
     ("evaluate", "methods", ["finetuned", "magic"], r"evaluate\.methods\[1\] = 'magic': expected one of: finetuned"),
     ("evaluate", "round_prediction", "yes", r"evaluate\.round_prediction = 'yes': expected true or false"),
     ("extract", "test_fraction", 0, r"extract\.test_fraction = 0: expected a number > 0"),
+    ("extract", "gap", 0, r"extract\.gap = 0: expected an integer >= 1, or a non-empty list of them"),
+    ("extract", "gap", [1, 0], r"extract\.gap\[1\] = 0: expected an integer >= 1, or a non-empty list of them"),
+    ("extract", "gap", [], r"extract\.gap = \[\]: expected a non-empty list"),
+    ("extract", "gap", [2, 2], r"extract\.gap = \[2, 2\]: entries must not repeat"),
+    ("extract", "split_by", "shots", r"extract\.split_by = 'shots': expected one of: time, clip, blocks"),
+    ("augment", "crop", 32, r"augment\.crop = 32: expected an integer >= 64"),
+    ("augment", "downscale_min", 0, r"augment\.downscale_min = 0: expected a number > 0 and <= 1"),
 ])
 def test_bad_values_are_named(tmp_path, params_dict, section, key, value, message):
     params_dict[section][key] = value
     with pytest.raises(UserError, match=message):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_gap_is_one_number_or_a_list(tmp_path, params_dict):
+    params_dict["extract"]["gap"] = 2
+    assert load_params(write(tmp_path, params_dict)).extract.gap == (2,)
+    params_dict["extract"]["gap"] = [1, 2]
+    assert load_params(write(tmp_path, params_dict)).extract.gap == (1, 2)
+
+
+def test_blocks_must_hold_a_triplet_and_the_guard(tmp_path, params_dict):
+    params_dict["extract"].update(split_by="blocks", gap=[1, 4], guard_frames=2, block_frames=10)
+    with pytest.raises(UserError, match=r"extract\.block_frames = 10 cannot hold a triplet of gap 4 .* at least 11"):
         load_params(write(tmp_path, params_dict))
 
 

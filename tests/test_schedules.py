@@ -196,6 +196,7 @@ def test_biases_and_prelu_slopes_get_no_weight_decay(cfg):
     assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == 3_038_015
 
 
+@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 def test_frozen_groups_are_bit_identical_and_rejoin_the_schedule(cfg):
     torch.manual_seed(0)
     run = replace(cfg, schedule="warmup_cosine", warmup_steps=2, steps=10, weight_decay=0.1,

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.core.errors import UserError
-from pipeline.core.schema import Span, WordOrNumber, bounds, build, choice, span, to_steps
+from pipeline.core.schema import Span, WordOrNumber, bounds, build, choice, one_or_many, span, to_steps
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -44,14 +44,16 @@ class Sources:
 
 @dataclass(frozen=True)
 class Extract:
-    gap: int = field(metadata=bounds(1))  # frames between I0 and the middle target (I1 is 2 * gap after I0)
+    # frames between I0 and the middle target (I1 is 2 * gap after I0); a list mixes several gaps in every split
+    gap: tuple[int, ...] = field(metadata={**bounds(1), **one_or_many()})
     timesteps: str = field(metadata=choice("middle", "all"))  # targets: the middle frame, or every frame between
     stride: int = field(metadata=bounds(1))  # frames between the starts of consecutive I0
     max_per_clip: int = field(metadata=bounds(0))  # kept (I0, I1) pairs per clip and split; 0 = no cap
-    split_by: str = field(metadata=choice("time", "clip"))  # segments of every clip, or whole clips
+    split_by: str = field(metadata=choice("time", "clip", "blocks"))  # segments, whole clips, or dealt blocks
     val_fraction: float = field(metadata=bounds(0.0, 0.5, hi_open=True))
     test_fraction: float = field(metadata=bounds(0.0, 0.9, lo_open=True))
     guard_frames: int = field(metadata=bounds(0))  # frames left out between splits of one clip
+    block_frames: int = field(metadata=bounds(8))  # split_by: blocks: frames per block (guard frames included)
     cut_threshold: float = field(metadata=bounds(0.0, 1.0, lo_open=True))
     static_threshold: float = field(metadata=bounds(0.0, 1.0, hi_open=True))
     duplicate_threshold: float = field(metadata=bounds(0.0, 1.0, hi_open=True))
@@ -60,7 +62,7 @@ class Extract:
 
 @dataclass(frozen=True)
 class Augment:
-    crop: int = field(metadata=bounds(32))
+    crop: int = field(metadata=bounds(64))  # upper bound: a smaller clip is cropped at the largest multiple of 32 that fits
     crops_per_triplet: int = field(metadata=bounds(1))
     hflip: float = field(metadata=bounds(0.0, 1.0))
     vflip: float = field(metadata=bounds(0.0, 1.0))
@@ -69,6 +71,8 @@ class Augment:
     channel_reverse: float = field(metadata=bounds(0.0, 1.0))
     jitter: float = field(metadata=bounds(0.0, 1.0))  # photometric jitter (brightness and contrast)
     jitter_strength: float = field(metadata=bounds(0.0, 0.5))  # factors drawn from [1 - s, 1 + s]
+    downscale: float = field(metadata=bounds(0.0, 1.0))  # probability of shrinking the frames before the crop
+    downscale_min: float = field(metadata=bounds(0.0, 1.0, lo_open=True))  # factor drawn from [downscale_min, 1]
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,11 @@ def _check_consistency(p: Params) -> None:
     if p.augment.crop % 32:
         raise UserError(f"params: augment.crop = {p.augment.crop}: expected a multiple of 32 "
                         "(RIFE's coarsest block works at 1/32 of the input)")
+    x = p.extract
+    if x.split_by == "blocks" and x.block_frames < 2 * max(x.gap) + 1 + x.guard_frames:
+        raise UserError(f"params: extract.block_frames = {x.block_frames} cannot hold a triplet of gap {max(x.gap)} "
+                        f"plus extract.guard_frames = {x.guard_frames}; expected at least "
+                        f"{2 * max(x.gap) + 1 + x.guard_frames}")
     if p.extract.val_fraction + p.extract.test_fraction >= 0.9:
         raise UserError(f"params: extract.val_fraction + extract.test_fraction = "
                         f"{p.extract.val_fraction + p.extract.test_fraction:g}: expected below 0.9, "

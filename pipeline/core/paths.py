@@ -5,7 +5,7 @@ from pathlib import Path
 DEMO_DIR = Path("data/demo")
 TRIPLETS_DIR = Path("data/triplets")
 AUGMENTED_DIR = Path("data/augmented")
-SAMPLES_FILE = "samples.npy"
+
 PRETRAINED = Path("models/pretrained/flownet.pkl")
 FINETUNED = Path("models/finetuned/flownet.pkl")
 TRAIN_RESULTS = Path("results/train")
@@ -19,3 +19,8 @@ LR_FIND_RESULTS = Path("results/lr_find")
 # status names the reason it was dropped)
 SPLITS = ("train", "val", "test")
 KEPT = "kept"
+
+
+def samples_file(crop: int) -> str:
+    """The array of ``data/augmented`` holding the training crops of side ``crop`` (one array per crop size)."""
+    return f"samples_{crop}.npy"

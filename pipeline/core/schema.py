@@ -29,6 +29,11 @@ def choice(*options: str | float) -> dict:
     return {"choices": options}
 
 
+def one_or_many() -> dict:
+    """Field marker on a tuple field: a single value is read as a list of one."""
+    return {"one_or_many": True}
+
+
 def span() -> dict:
     """Field marker: a :data:`Span`."""
     return {"span": True}
@@ -70,6 +75,8 @@ def _convert(hint: Any, value: Any, key: str, meta: dict, source: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         item = typing.get_args(hint)[0]
+        if meta.get("one_or_many") and not isinstance(value, list):
+            return (_item(item, value, key, meta, source),)
         if not isinstance(value, list) or not value:
             raise UserError(f"{source}: {key} = {_show(value)}: expected a non-empty list "
                             f"({_describe(hint, meta)})")
@@ -152,6 +159,10 @@ def _in_range(value: float, lo: float | None, hi: float | None, lo_open: bool, h
 
 
 def _describe(hint: Any, meta: dict) -> str:
+    if meta.get("one_or_many"):
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+        one = _describe(item, {k: v for k, v in meta.items() if k != "one_or_many"})
+        return f"{one}, or a non-empty list of them"
     if "choices" in meta:
         many = "a list of " if typing.get_origin(hint) is tuple else ""
         return f"{many}one of: {', '.join(map(str, meta['choices']))}"

@@ -1,14 +1,17 @@
 """Which triplets a clip offers, the split each belongs to, why one is dropped, and the per-clip cap.
 
-A window is a pair (I0, I1) with I1 ``2 * gap`` frames after I0; its targets are the middle frame
-(t = 0.5) or, with ``timesteps: all``, every frame between them (t = k / (2 gap)). Splits never leak:
-with ``split_by: time`` each clip is cut into train / val / test segments with ``guard_frames`` between
-them and a window belongs to the segment holding all its frames; with ``split_by: clip`` whole clips are
-dealt to the splits by a seeded shuffle.
+A window is a pair (I0, I1) with I1 ``2 * gap`` frames after I0 (``extract.gap`` may list several gaps);
+its targets are the middle frame (t = 0.5) or, with ``timesteps: all``, every frame between them
+(t = k / (2 gap)). Splits never leak: with ``split_by: time`` each clip is cut into train / val / test
+segments with ``guard_frames`` between them and a window belongs to the segment holding all its frames; with
+``split_by: blocks`` each clip is cut into blocks of ``block_frames`` (the last ``guard_frames`` of each
+unused), dealt to the splits by a seeded shuffle, and a window belongs to the block holding all its frames;
+with ``split_by: clip`` whole clips are dealt to the splits by a seeded shuffle.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -36,6 +39,42 @@ class Segments:
             if start <= first and last < stop:
                 return name
         return None
+
+    def ranges(self, split: str) -> list[tuple[int, int]]:
+        return [getattr(self, split)]
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """``split_by: blocks``: block ``b`` covers frames [b * size, (b + 1) * size - guard) and belongs to
+    ``splits[b]``; the last ``guard`` frames of every block belong to no split."""
+
+    size: int
+    guard: int
+    splits: tuple[str, ...]
+
+    def split_of(self, first: int, last: int) -> str | None:
+        block = min(first // self.size, len(self.splits) - 1)  # frames past the container's count: the last block
+        end = 2**62 if block == len(self.splits) - 1 else (block + 1) * self.size - self.guard
+        return self.splits[block] if last < end else None
+
+    def ranges(self, split: str) -> list[tuple[int, int]]:
+        last = len(self.splits) - 1
+        return [(b * self.size, 2**62 if b == last else (b + 1) * self.size - self.guard)
+                for b, name in enumerate(self.splits) if name == split]
+
+
+def deal_blocks(num_frames: int, clip: str, cfg: Extract, seed: int) -> Blocks:
+    """Cut a clip into blocks of ``block_frames`` and deal them to the splits by a shuffle seeded by ``seed`` and
+    the clip's name: ``test_fraction`` of the blocks (at least one) to test, ``val_fraction`` to val (at least
+    one when it is above 0 and the clip has three blocks or more), the rest (at least one) to train."""
+    count = max(1, -(-num_frames // cfg.block_frames))
+    n_test = max(1, round(count * cfg.test_fraction))
+    n_val = max(1 if cfg.val_fraction > 0 and count >= 3 else 0, round(count * cfg.val_fraction))
+    n_test, n_val = min(n_test, max(0, count - 1)), min(n_val, max(0, count - 1 - n_test))
+    labels = ["test"] * n_test + ["val"] * n_val + ["train"] * (count - n_test - n_val)
+    order = np.random.default_rng([seed, zlib.crc32(clip.encode())]).permutation(count)
+    return Blocks(cfg.block_frames, cfg.guard_frames, tuple(labels[i] for i in order))
 
 
 def segments_for(num_frames: int, cfg: Extract) -> Segments:
@@ -84,11 +123,11 @@ def deal_vimeo_groups(groups: list[str], val_fraction: float, seed: int) -> set[
     return chosen
 
 
-def targets(cfg: Extract) -> list[tuple[int, float]]:
-    """(offset from I0, timestep) of each target of a window."""
-    span = 2 * cfg.gap
+def targets(cfg: Extract, gap: int) -> list[tuple[int, float]]:
+    """(offset from I0, timestep) of each target of a window of ``gap``."""
+    span = 2 * gap
     if cfg.timesteps == "middle":
-        return [(cfg.gap, 0.5)]
+        return [(gap, 0.5)]
     return [(k, k / span) for k in range(1, span)]
 
 
@@ -106,28 +145,30 @@ def drop_reason(split: str | None, motion: float, cut: float, duplicate: float, 
 
 
 class Cap:
-    """At most ``max_per_clip`` kept windows per split, spread evenly: the split's candidate windows are
-    cut into that many bins of consecutive windows, and the first clean window of each bin is kept."""
+    """At most ``max_per_clip`` kept windows of one gap per split, spread evenly: the split's candidate windows
+    are cut into that many bins of consecutive windows, and the first clean window of each bin is kept."""
 
-    def __init__(self, segments: Segments, num_frames: int, cfg: Extract) -> None:
+    def __init__(self, segments: Segments | Blocks, num_frames: int, cfg: Extract, gap: int) -> None:
         self.limit = cfg.max_per_clip
-        self.stride = cfg.stride
-        self.layout: dict[str, tuple[int, int]] = {}  # split -> (first candidate start, candidate count)
-        span = 2 * cfg.gap
+        self.starts: dict[str, np.ndarray] = {}  # split -> the starts of its candidate windows, ascending
+        span = 2 * gap
         for split in SPLITS:
-            start, stop = getattr(segments, split)
-            stop = min(stop, num_frames)
-            first = -(-start // cfg.stride) * cfg.stride
-            count = max(0, (stop - span - 1 - first) // cfg.stride + 1) if stop - span > first else 0
-            self.layout[split] = (first, count)
+            parts = []
+            for start, stop in segments.ranges(split):
+                first = -(-start // cfg.stride) * cfg.stride
+                parts.append(np.arange(first, min(stop, num_frames) - span, cfg.stride))
+            self.starts[split] = np.concatenate(parts) if parts else np.zeros(0, dtype=int)
         self.filled: set[tuple[str, int]] = set()
+
+    def count(self, split: str) -> int:
+        return len(self.starts[split])
 
     def admit(self, split: str, start: int) -> bool:
         """Whether a clean window at ``start`` is kept (False: its bin already has one)."""
-        first, count = self.layout[split]
+        count = self.count(split)
         if not self.limit or count <= self.limit:
             return True
-        position = (start - first) // self.stride
+        position = int(np.searchsorted(self.starts[split], start))
         bin_index = min(self.limit - 1, position * self.limit // count)
         if (split, bin_index) in self.filled:
             return False

@@ -44,9 +44,13 @@ def resize(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def timestep_map(timestep: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A (B,1,H,W) map of the timestep, from one float or one value per sample."""
+    """A (B,1,H,W) map of the timestep, from one float, one value per sample, or a (B,1,H,W) plane itself
+    (the exported ONNX graph's input carries the timestep as a plane)."""
     batch, _, height, width = like.shape
-    t = torch.as_tensor(timestep, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
+    t = torch.as_tensor(timestep, dtype=like.dtype, device=like.device)
+    if t.dim() == 4:
+        return t
+    t = t.reshape(-1, 1, 1, 1)
     return t.expand(batch, 1, height, width)
 
 
@@ -108,13 +112,19 @@ class FlowNet(nn.Module):
         Networks with a timestep input predict each directly. Middle-only networks (HDv3) bisect
         recursively, so ``count + 1`` must be a power of two.
         """
-        if self.supports_timestep:
-            return [self.interpolate(img0, img1, (k + 1) / (count + 1), scale) for k in range(count)]
-        if (count + 1) & count:
-            raise ValueError(f"RIFE {self.arch} predicts only middle frames: the frame multiplier must be a "
-                             f"power of two, got {count + 1}")
-        if count == 0:
-            return []
-        middle = self.interpolate(img0, img1, MIDDLE, scale)
-        half = count // 2
-        return self.in_between(img0, middle, half, scale) + [middle] + self.in_between(middle, img1, half, scale)
+        return in_between(self, img0, img1, count, scale)
+
+
+def in_between(net, img0: torch.Tensor, img1: torch.Tensor, count: int, scale: float = 1.0) -> list[torch.Tensor]:
+    """:meth:`FlowNet.in_between` for anything with ``interpolate``, ``supports_timestep`` and ``arch`` (a
+    network, or an exported graph run by onnxruntime)."""
+    if net.supports_timestep:
+        return [net.interpolate(img0, img1, (k + 1) / (count + 1), scale) for k in range(count)]
+    if (count + 1) & count:
+        raise ValueError(f"RIFE {net.arch} predicts only middle frames: the frame multiplier must be a "
+                         f"power of two, got {count + 1}")
+    if count == 0:
+        return []
+    middle = net.interpolate(img0, img1, MIDDLE, scale)
+    half = count // 2
+    return in_between(net, img0, middle, half, scale) + [middle] + in_between(net, middle, img1, half, scale)

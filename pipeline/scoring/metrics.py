@@ -113,3 +113,12 @@ def prediction_to_255(image: np.ndarray, round_prediction: bool = True) -> np.nd
     as float32 (the convention of IFRNet, AMT and EMA-VFI)."""
     scaled = np.clip(image, 0.0, 1.0) * 255.0
     return np.round(scaled).astype(np.uint8) if round_prediction else scaled.astype(np.float32)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> dict[str, float]:
+    """Mean of ``a - b`` with a percentile bootstrap 95% interval over triplets."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high)}

@@ -1,5 +1,8 @@
 """The parts of a training run that ``train`` and ``lr_find`` share: the Accelerator, the stored samples and
-their loader, the endless batch stream, and one optimizer step."""
+their loader, the endless batch stream, and one optimizer step.
+
+Samples come in one array per crop size (footage smaller than ``augment.crop`` is cropped smaller); every
+batch holds samples of one size, drawn by :class:`SizeGroupedBatches`."""
 
 from __future__ import annotations
 
@@ -14,11 +17,11 @@ import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, GradientAccumulationPlugin
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import Params
-from pipeline.core.paths import AUGMENTED_DIR, SAMPLES_FILE
+from pipeline.core.paths import AUGMENTED_DIR, samples_file
 from pipeline.models import check_timesteps
 from pipeline.training.losses import needs_teacher, rife_loss
 from pipeline.training.optim import drop_frozen_gradients
@@ -28,21 +31,65 @@ log = logging.getLogger(__name__)
 
 class TrainSamples(Dataset):
     """The stored augmented crops: item ``i`` is (I0, It, I1) as float CHW tensors in [0, 1] and the
-    target's timestep t (a 0-d float tensor)."""
+    target's timestep t (a 0-d float tensor). ``sizes[i]`` is its crop side."""
 
     def __init__(self, root: Path = AUGMENTED_DIR) -> None:
-        path = root / SAMPLES_FILE
-        if not path.is_file():
-            raise UserError(f"{path}: missing; run `dvc repro augment` first")
-        self.samples = np.load(path, mmap_mode="r")
-        self.timesteps = pd.read_csv(root / "manifest.csv")["timestep"].to_numpy(np.float32)
+        manifest_path = root / "manifest.csv"
+        if not manifest_path.is_file():
+            raise UserError(f"{manifest_path}: missing; run `dvc repro augment` first")
+        manifest = pd.read_csv(manifest_path)
+        self.timesteps = manifest["timestep"].to_numpy(np.float32)
+        self.sizes = manifest["crop"].to_numpy(np.int64)
+        self.arrays: dict[int, np.ndarray] = {}
+        for size in np.unique(self.sizes):
+            path = root / samples_file(int(size))
+            if not path.is_file():
+                raise UserError(f"{path}: missing; run `dvc repro augment` first")
+            self.arrays[int(size)] = np.load(path, mmap_mode="r")
+        # position of each sample within the array of its size (samples of a size are stored in manifest order)
+        self.positions = np.zeros(len(self.sizes), dtype=np.int64)
+        for size in self.arrays:
+            where = np.flatnonzero(self.sizes == size)
+            self.positions[where] = np.arange(len(where))
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.sizes)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        frames = torch.from_numpy(np.array(self.samples[index])).permute(0, 3, 1, 2).float().div_(255.0)
+        stored = self.arrays[int(self.sizes[index])][self.positions[index]]
+        frames = torch.from_numpy(np.array(stored)).permute(0, 3, 1, 2).float().div_(255.0)
         return frames[0], frames[1], frames[2], torch.tensor(self.timesteps[index])
+
+
+class SizeGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of ``batch_size`` samples that share a crop size, so they stack.
+
+    Each epoch, the samples of every size are shuffled and cut into full batches (a remainder under one batch is
+    left out, as ``drop_last`` does), and the batches of all sizes are shuffled together. The order depends only
+    on ``seed`` and the epoch (set by ``set_epoch``), so a resumed run sees the same batches.
+    """
+
+    def __init__(self, sizes: np.ndarray, batch_size: int, seed: int) -> None:
+        self.sizes = np.asarray(sizes)
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
+        self.drop_last = True
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(int((self.sizes == size).sum()) // self.batch_size for size in np.unique(self.sizes))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        groups: list[list[int]] = []
+        for size in np.unique(self.sizes):
+            members = np.flatnonzero(self.sizes == size)
+            order = members[torch.randperm(len(members), generator=generator).numpy()]
+            full = len(order) // self.batch_size * self.batch_size
+            groups += [order[i:i + self.batch_size].tolist() for i in range(0, full, self.batch_size)]
+        for i in torch.randperm(len(groups), generator=generator).tolist():
+            yield groups[i]
 
 
 def make_accelerator(params: Params, log_with: str | None = None) -> Accelerator:
@@ -58,13 +105,25 @@ def make_accelerator(params: Params, log_with: str | None = None) -> Accelerator
     )
 
 
+USER_THREADS = "PIPELINE_USER_OMP_NUM_THREADS"  # the user's OMP_NUM_THREADS, passed past the launcher
+
+
 def use_cpu_cores(accelerator: Accelerator) -> None:
     """Undo the single thread a config-less ``accelerate launch`` gives a lone CPU process.
 
     Without ``--cpu`` or an accelerate config, the launcher sets OMP_NUM_THREADS=1, which halves training
-    speed on a 2-core machine. With several processes it already shares the cores out, so leave that alone.
+    speed on an idle 2-core machine. With several processes it already shares the cores out, so leave that alone.
+    An OMP_NUM_THREADS the user set before ``python -m pipeline.train`` wins: on a machine busy with other work
+    one thread is the faster choice (a training step took 10 s on 1 thread against 19 s on 2 at load 8 on 2 cores).
     """
-    if accelerator.device.type != "cpu" or accelerator.num_processes > 1 or torch.get_num_threads() > 1:
+    if accelerator.device.type != "cpu" or accelerator.num_processes > 1:
+        return
+    wanted = os.environ.get(USER_THREADS, "")
+    if wanted.isdigit() and int(wanted) > 0:
+        torch.set_num_threads(int(wanted))
+        log.info("training on %d CPU thread(s) (OMP_NUM_THREADS)", int(wanted))
+        return
+    if torch.get_num_threads() > 1:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores > 1:
@@ -78,12 +137,16 @@ def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
     samples = TrainSamples(AUGMENTED_DIR)
     check_timesteps(params.train.arch, samples.timesteps, str(AUGMENTED_DIR))
     per_step = params.train.batch_size * accelerator.num_processes
-    if len(samples) < per_step:
-        raise UserError(f"data/augmented holds {len(samples)} samples, fewer than one batch "
+    batch_sampler = SizeGroupedBatches(samples.sizes, params.train.batch_size, params.base.seed)
+    if len(batch_sampler) < accelerator.num_processes:
+        raise UserError(f"data/augmented holds {len(samples)} samples, fewer than one batch of one crop size "
                         f"(train.batch_size {params.train.batch_size} x {accelerator.num_processes} processes)")
-    generator = torch.Generator().manual_seed(params.base.seed)
-    return DataLoader(samples, batch_size=params.train.batch_size, shuffle=True, drop_last=True,
-                      generator=generator, num_workers=params.train.num_workers)
+    for size in np.unique(samples.sizes):
+        count = int((samples.sizes == size).sum())
+        if count < per_step:
+            log.warning("the %d samples of %dx%d are fewer than one batch and are never trained on; raise "
+                        "augment.crops_per_triplet or lower train.batch_size", count, size, size)
+    return DataLoader(samples, batch_sampler=batch_sampler, num_workers=params.train.num_workers)
 
 
 def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterator:

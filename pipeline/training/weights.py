@@ -1,6 +1,7 @@
-"""Choosing the weights to keep: the best on validation PSNR, early stopping, and a moving average.
+"""Choosing the weights to keep: the best on validation PSNR, early stopping, a moving average, and the
+validation gain of the kept weights over the pretrained ones.
 
-Both objects have ``state_dict`` / ``load_state_dict`` so Accelerate saves them with every resumable
+These objects have ``state_dict`` / ``load_state_dict`` so Accelerate saves them with every resumable
 checkpoint: a resumed run remembers its best score, its patience count and its averaged weights.
 """
 
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline.core.params import Train
+from pipeline.scoring.metrics import paired_difference
+
+MAX_PSNR = 100.0  # dB; a pixel-exact prediction counts as this (as in evaluate)
+GAIN_BOOTSTRAP = (2000, 0)  # resamples and seed of the val gain's 95% interval
 
 
 class BestOnValidation:
@@ -50,3 +56,35 @@ def moving_average(model: nn.Module, cfg: Train) -> AveragedModel | None:
     if not cfg.ema_decay:
         return None
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
+
+
+class ValidationGain:
+    """Per-triplet val PSNRs of the pretrained weights (the validation at step 0) and of the weights the run
+    keeps (the last validation, or the best with ``keep_best``), for the val gain with its 95% interval."""
+
+    def __init__(self, keep_best: bool) -> None:
+        self.keep_best = keep_best
+        self.pretrained: list[float] | None = None
+        self.kept: list[float] | None = None
+        self.kept_step = -1
+
+    def update(self, psnrs: list[float], step: int, is_best: bool) -> None:
+        if step == 0:
+            self.pretrained = list(psnrs)
+        if not self.keep_best or is_best:
+            self.kept, self.kept_step = list(psnrs), step
+
+    def summary(self) -> dict[str, float]:
+        """``gain`` (kept minus pretrained mean val PSNR, dB), its interval and the kept step; {} without both."""
+        if not self.pretrained or not self.kept:
+            return {}
+        kept, pretrained = (np.minimum(np.asarray(v, dtype=np.float64), MAX_PSNR) for v in (self.kept, self.pretrained))
+        diff = paired_difference(kept, pretrained, *GAIN_BOOTSTRAP)
+        return {"gain": diff["mean"], "gain_ci95_low": diff["ci95_low"], "gain_ci95_high": diff["ci95_high"],
+                "gain_step": self.kept_step, "triplets": len(kept)}
+
+    def state_dict(self) -> dict:
+        return {"pretrained": self.pretrained, "kept": self.kept, "kept_step": self.kept_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pretrained, self.kept, self.kept_step = state["pretrained"], state["kept"], state["kept_step"]
