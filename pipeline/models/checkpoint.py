@@ -46,7 +46,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported operand" in str(err):  # a byte no pickle starts with: text or another format
+        if "Unsupported operand" in str(err) and not _starts_like_a_pickle(path):  # text or another format
             raise UserError(f"checkpoint {path}: not a readable PyTorch file (neither a zip archive nor a "
                             "pickle: text or another format)") from None
         if "Weights only load failed" in str(err):
@@ -68,6 +68,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not checkpoint.state:
         raise UserError(f"checkpoint {path}: holds only training-only tensors ({', '.join(list(raw)[:3])})")
     return checkpoint
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """torch.save writes a zip archive or a pickle of protocol 2 or higher, which starts with PROTO (0x80)."""
+    with open(path, "rb") as fh:
+        return fh.read(1) == b"\x80"
 
 
 def _first_line(err: Exception) -> str:
