@@ -20,7 +20,25 @@ def _umask() -> int:
     return mask
 
 
-def _alive(pid: int) -> bool:
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None where it has ended (zombies
+    included) or /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    if fields[0] in ("Z", "X"):  # ended, not yet reaped: it will never clean up
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _writer_alive(pid: int, written: float) -> bool:
+    """Whether the process that wrote a temporary at time ``written`` still runs (not a later one with its pid)."""
+    if Path("/proc/self/stat").is_file():
+        started = _started_at(pid)
+        return started is not None and started <= written + 1.0
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -34,7 +52,7 @@ def remove_leftovers(path: Path) -> None:
     """Delete temporaries of ``path`` whose writing process no longer runs (a killed earlier run's)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not _writer_alive(int(pid), tmp.lstat().st_mtime):
             if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
