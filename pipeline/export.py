@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 import torch
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import atomic_path, check_creatable
 from pipeline.core.errors import UserError, user_facing
 from pipeline.core.paths import FINETUNED
 from pipeline.models import ARCHITECTURES, AUTO, FlowNet, create_model, identify, read_checkpoint, write_state_dict
@@ -78,13 +77,7 @@ def check_formats(text: str) -> list[str]:
 
 
 def check_out(out: Path) -> None:
-    parent = out.absolute()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"--out {out}: cannot be written, {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: cannot be written, no permission to write in {parent}")
+    check_creatable(out, f"--out {out}")
 
 
 @user_facing

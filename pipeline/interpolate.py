@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.core.atomic import atomic_dir, atomic_path
+from pipeline.core.atomic import atomic_dir, atomic_path, check_creatable
 from pipeline.core.errors import UserError, user_facing
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED
@@ -75,13 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_writable(output: Path) -> None:
     """Fail with one line unless ``output`` could be created: its nearest existing folder must be writable."""
-    parent = output.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"{output}: cannot be written, {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{output}: cannot be written, no permission to write in {parent}")
+    check_creatable(output.parent, str(output))
 
 
 def check_paths(args: argparse.Namespace) -> Codec | None:

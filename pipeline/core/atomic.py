@@ -100,6 +100,20 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_creatable(start: Path, label: str) -> None:
+    """Fail with one line (``<label>: cannot be written, …``) unless the nearest existing folder at or above
+    ``start`` is a folder this process may write in."""
+    from pipeline.core.errors import UserError  # here: errors imports restore, which imports this module
+
+    parent = start.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{label}: cannot be written, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{label}: cannot be written, no permission to write in {parent}")
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:
