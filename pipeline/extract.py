@@ -37,6 +37,7 @@ from pipeline.footage.windows import (KEPT, OVER_CAP, SPLITS, Blocks, Cap, Segme
                                       deal_vimeo_groups, drop_reason, segments_for, targets, whole_clip)
 
 log = logging.getLogger("pipeline.extract")
+MIN_BLOCKS = 3  # one block each for train, val and test
 
 PENDING_PER_WRITER = 2  # frames queued per writer thread; bounds memory while PNG encoding overlaps decoding
 VIMEO_CHUNK = 500  # Vimeo entries per parallel task
@@ -85,11 +86,16 @@ def window_scores(first: np.ndarray, last: np.ndarray, adjacent: list[float]) ->
 
 
 def clip_splits(clip: Clip, split: str | None, frames: int, cfg: Extract, seed: int) -> Segments | Blocks:
-    """Where each split lies in ``clip``: all of it (``split`` set by by-clip dealing), dealt blocks, or segments."""
+    """Where each split lies in ``clip``: all of it (``split`` set by by-clip dealing), dealt blocks, or segments.
+    A clip too short for one block per split (``MIN_BLOCKS``) is split by time, so short footage still gets a test
+    and a val segment under ``split_by: blocks``."""
     if split:
         return whole_clip(split)
     if cfg.split_by == "blocks":
-        return deal_blocks(frames, clip.name, cfg, seed)
+        if frames >= MIN_BLOCKS * cfg.block_frames:
+            return deal_blocks(frames, clip.name, cfg, seed)
+        log.info("%s: %d frames make fewer than %d blocks of %d; split by time instead", clip.name, frames,
+                 MIN_BLOCKS, cfg.block_frames)
     return segments_for(frames, cfg)
 
 

@@ -89,6 +89,15 @@ def test_dealing_blocks_is_seeded_per_clip_and_keeps_every_split(params_dict):
     assert sorted(deal_blocks(30, "a.mp4", cfg, seed=1).splits) == ["test", "train"]  # two blocks: no val
 
 
+def test_a_clip_too_short_for_three_blocks_is_split_by_time(params_dict):
+    from pipeline.extract import MIN_BLOCKS, clip_splits
+    from pipeline.footage.sources import Clip
+    cfg = extract_cfg(params_dict, split_by="blocks", block_frames=30)
+    clip = Clip("short.mp4", Path("short.mp4"))
+    assert clip_splits(clip, None, MIN_BLOCKS * 30 - 1, cfg, seed=1) == segments_for(MIN_BLOCKS * 30 - 1, cfg)
+    assert isinstance(clip_splits(clip, None, MIN_BLOCKS * 30, cfg, seed=1), Blocks)
+
+
 def test_cap_over_several_ranges_spreads_over_all_of_them(params_dict):
     cfg = extract_cfg(params_dict, max_per_clip=4, stride=1)
     blocks = Blocks(size=20, guard=2, splits=("train", "test", "train", "test"))
