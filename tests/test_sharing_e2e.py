@@ -13,6 +13,7 @@ The tests build on each other in file order (the study, then the training runs t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -150,8 +151,23 @@ def launch_two_machines(a: Path, b: Path, stage_on_0: bool = False) -> list[subp
     return procs
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[str]:
-    """Wait for both machines (killing what is left after ``timeout``); their logs."""
+    """Wait for both machines (killing every process they started if they are not done after ``timeout``);
+    their logs."""
     deadline = time.monotonic() + timeout
     try:
         for proc in procs:
@@ -159,7 +175,9 @@ def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[str]:
     finally:
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                for pid in [proc.pid, *descendants(proc.pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
     return [proc.log_path.read_text() for proc in procs]
 
 
