@@ -219,7 +219,7 @@ def test_machines_with_different_params_stop_with_one_line(machines):
 
 def test_an_interrupted_run_over_two_machines_starts_afresh_instead_of_hanging(machines):
     """Each clone has its own state/: machine 0 holds the checkpoint, machine 1 does not. The rerun must agree
-    on where to start (from 0, said in one warning) instead of waiting forever for one another."""
+    on where to start (from 0, said in one warning) instead of each starting from its own step."""
     a, b, _ = machines
     set_train((a, b), steps=30, warmup_steps=2, batch_size=1, val_every=100, checkpoint_every=3)
     procs = launch_two_machines(a, b, stage_on_0=True)
