@@ -217,7 +217,7 @@ def test_machines_with_different_params_stop_with_one_line(machines):
                "weights (2 versions): check out the same commit and run `dvc pull` on every machine" in log
 
 
-def test_an_interrupted_run_over_two_machines_starts_afresh_instead_of_hanging(machines):
+def test_an_interrupted_run_over_two_machines_restarts_both_from_step_0(machines):
     """Each clone has its own state/: machine 0 holds the checkpoint, machine 1 does not. The rerun must agree
     on where to start (from 0, said in one warning) instead of each starting from its own step."""
     a, b, _ = machines
