@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in temporary r
 
 CACHED_OUTPUTS = ("data/demo", "data/triplets", "data/augmented", "models/pretrained/flownet.pkl",
                   "models/finetuned/flownet.pkl")  # what dvc push / dvc pull carry; the results travel by git
-SHARED_STUDY = "author-1e-5,constant-1e-4,cosine-3e-5"  # three runs of the standard study, over two machines
+SHARED_STUDY = "author-1e-5,constant-1e-4"  # two runs of the standard study, one on each machine
 
 
 def digest(path: Path) -> str:
@@ -92,7 +92,7 @@ def test_a_study_sharded_over_two_clones_comes_together_in_one_table(machines):
            "--shard", f"{k}/2")
         status = sh(root, "dvc", "queue", "status").stdout
         queued[root] = [name for name in SHARED_STUDY.split(",") if name in status]
-    assert sorted(queued[a] + queued[b]) == sorted(SHARED_STUDY.split(","))
+    assert queued[a] == ["author-1e-5"] and queued[b] == ["constant-1e-4"]  # disjoint, together the whole
     for root in (a, b):
         sh(root, "dvc", "queue", "start", "-j", "1")
     for root in (a, b):
@@ -107,7 +107,7 @@ def test_a_study_sharded_over_two_clones_comes_together_in_one_table(machines):
     sh(a, sys.executable, "-m", "pipeline.study")
     table = pd.read_csv(a / "results/study/summary.csv")
     ran = table[table.name.isin(SHARED_STUDY.split(","))]
-    assert len(table) == 4 and len(ran) == 3 and (ran.state == "success").all()
+    assert len(table) == 3 and len(ran) == 2 and (ran.state == "success").all()
     assert ran.psnr.notna().all() and ran.gain.notna().all() and set(ran.steps) == {4}
     # b's fine-tuned models came to a through the DVC remote, not only its metrics through git
     for name in queued[b]:
