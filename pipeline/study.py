@@ -2,7 +2,10 @@
 
 ``python -m pipeline.study --queue`` first queues the standard learning-rate study (:data:`STUDY`, one
 ``dvc exp run --queue`` each, the last at the rate ``lr_find`` suggests); run them with
-``dvc queue start -j 1`` and summarise once ``dvc queue status`` shows them done.
+``dvc queue start -j 1`` and summarise once ``dvc queue status`` shows them done. ``--shard k/n`` queues only
+this machine's share of the study (every n-th run from the k-th) so that n machines run it together; each shares
+its finished runs with ``dvc exp push origin`` and any of them gathers all with ``dvc exp pull origin``.
+``--only`` picks runs by name.
 
 Reads ``dvc exp show --json`` (the baseline commit and every experiment run or queued from it) and writes
 ``results/study/summary.md`` (a Markdown table to paste into a report), ``summary.csv`` and ``summary.png``
@@ -194,15 +197,44 @@ def experiments_json(rev: str | None = None, cwd: Path = Path(".")) -> list[dict
     return json.loads(done.stdout)
 
 
-def queue_study(steps: int | None, cwd: Path = Path(".")) -> list[str]:
-    """Queue every run of :data:`STUDY` plus one at the rate lr_find suggests, each for ``steps`` optimizer
-    steps (None: the baseline's train.steps); returns the names queued."""
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"k/n"`` (1 <= k <= n) as ``(k, n)``; anything else is a :class:`UserError`."""
+    k, sep, n = spec.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
+        raise UserError(f"--shard {spec}: expected k/n, this machine's share k of n machines with 1 <= k <= n "
+                        "(e.g. --shard 1/3)")
+    return int(k), int(n)
+
+
+def study_runs(cwd: Path = Path(".")) -> dict[str, dict[str, str]]:
+    """The standard study in a fixed order: :data:`STUDY`, then the run at the rate lr_find suggests (last, so a
+    machine without lr_find's results gives every other run the same shard)."""
     runs = dict(STUDY)
     if (cwd / LR_FIND_METRICS).is_file():
         rate = json.loads((cwd / LR_FIND_METRICS).read_text())["suggested"][LR_FIND_SUGGESTION]
         runs[f"lr-find-{LR_FIND_SUGGESTION}"] = {"train.schedule": "warmup_constant", "lr": f"{rate:.2g}"}
     else:
         log.warning("%s is missing (run dvc repro lr_find): the lr_find run is left out", LR_FIND_METRICS)
+    return runs
+
+
+def select_runs(runs: dict[str, dict[str, str]], only: list[str] | None = None,
+                shard: tuple[int, int] = (1, 1)) -> dict[str, dict[str, str]]:
+    """The runs named in ``only`` (all if None), then shard ``k`` of ``n``: every n-th run from the k-th, so the
+    shards are disjoint, together hold every run, and differ in size by at most one."""
+    unknown = sorted(set(only or ()) - set(runs))
+    if unknown:
+        raise UserError(f"--only {','.join(unknown)}: not a run of the study; its runs are {', '.join(runs)}")
+    chosen = [name for name in runs if only is None or name in only]
+    k, n = shard
+    return {name: runs[name] for name in chosen[k - 1::n]}
+
+
+def queue_study(steps: int | None, cwd: Path = Path("."), only: list[str] | None = None,
+                shard: tuple[int, int] = (1, 1)) -> list[str]:
+    """Queue the runs of the standard study (:func:`study_runs`; those named in ``only``, this machine's
+    ``shard``), each for ``steps`` optimizer steps (None: the baseline's train.steps); returns the names queued."""
+    runs = select_runs(study_runs(cwd), only, shard)
     common = {**STUDY_COMMON, **({"train.steps": str(steps)} if steps else {})}
     for name, changes in runs.items():
         changes = {**common, **changes}
@@ -260,11 +292,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="summarise the experiments of this commit instead of HEAD's (e.g. after later commits)")
     parser.add_argument("--steps", type=int, default=None,
                         help="with --queue: the budget of every run in optimizer steps (default: train.steps)")
+    parser.add_argument("--only", default=None, metavar="NAME,...",
+                        help="with --queue: only these runs of the study (comma-separated names)")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="with --queue: this machine's share of the study, k of n machines (e.g. 1/3); "
+                             "share the results with dvc exp push (see docs/sharing.md)")
     args = parser.parse_args(argv)
+    if not args.queue and (args.only or args.shard):
+        raise UserError("--only and --shard choose which runs to queue: use them with --queue")
     if args.queue:
-        names = queue_study(args.steps)
-        log.info("queued %d runs; start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
-                 len(names))
+        only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only is not None else None
+        if only == []:
+            raise UserError("--only names no run; give names of the study's runs separated by commas")
+        shard = parse_shard(args.shard) if args.shard is not None else (1, 1)
+        names = queue_study(args.steps, only=only, shard=shard)
+        log.info("queued %d runs (%s); start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
+                 len(names), ", ".join(names) or "none: this shard is empty")
         return
     rows = rank_by_validation(parse(experiments_json(args.rev)))
     table = markdown(rows) + "\n" + validation_verdict(rows)

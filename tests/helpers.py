@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
+
+
+def wait_for_queue(root: Path, timeout_s: float = 600) -> str:
+    """Wait until no experiment of ``root``'s DVC queue is queued or running; the last ``dvc queue status``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = sh(root, "dvc", "queue", "status").stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
 
 
 def tiny_params(root: Path) -> None:

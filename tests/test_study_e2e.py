@@ -5,16 +5,12 @@ not rerun the data stages, and a failed one must be reported as failed, not with
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import pytest
 
-from tests.helpers import copy_project, run_module, sh, tiny_params
+from tests.helpers import copy_project, run_module, sh, tiny_params, wait_for_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
-
-QUEUE_TIMEOUT_S = 600
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +25,7 @@ def swept(tmp_path_factory):
     sh(root, "dvc", "exp", "run", "--queue", "-S", "lr=1e-5,1e-4", "-S", "train.schedule=constant")
     sh(root, "dvc", "exp", "run", "--queue", "-n", "too-high", "-S", "lr=5.0")  # outside (0, 1]: must fail
     sh(root, "dvc", "queue", "start", "-j", "1")
-    waited = 0
-    while True:
-        status = sh(root, "dvc", "queue", "status").stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        assert waited < QUEUE_TIMEOUT_S, status
-        time.sleep(5)
-        waited += 5
-    return root, status
+    return root, wait_for_queue(root)
 
 
 def test_queued_experiments_run_from_git_without_rerunning_data_stages(swept):

@@ -1,0 +1,239 @@
+"""Two machines sharing one project through a git remote and a DVC remote, for real: two clones of a temporary
+git repository with a bare git remote (``origin``) and a local-folder DVC remote.
+
+- The first clone runs ``dvc repro`` (tiny settings) and ``dvc push``es; the second ``dvc pull``s and has nothing
+  to reproduce, with the same outputs and metrics.
+- A study spread over both: each queues its shard (``python -m pipeline.study --queue --shard k/2``), runs it with
+  ``dvc queue start`` and shares it with ``dvc exp push origin``; one ``dvc exp pull``s them all and builds the
+  table.
+- The clones as two machines of one training run (``accelerate launch --num_machines 2``, gloo on CPU): the same
+  optimizer steps and learning rate at every step as one process.
+
+The tests build on each other in file order (the study, then the training runs that change params.yaml)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import ENV, copy_project, lr_curve, sh, tiny_params, tree_digest, wait_for_queue
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in temporary repos; fetch downloads the demo
+
+CACHED_OUTPUTS = ("data/demo", "data/triplets", "data/augmented", "models/pretrained/flownet.pkl",
+                  "models/finetuned/flownet.pkl")  # what dvc push / dvc pull carry; the results travel by git
+SHARED_STUDY = "author-1e-5,constant-1e-4"  # two runs of the standard study, one on each machine
+
+
+def digest(path: Path) -> str:
+    return tree_digest(path) if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory) -> tuple[Path, Path, str]:
+    """Clone ``a``, which ran ``dvc repro`` and pushed; clone ``b``, which cloned and pulled; ``b``'s pull log."""
+    top = tmp_path_factory.mktemp("sharing")
+    origin, storage, a = top / "origin.git", top / "dvc-storage", top / "a"
+    sh(top, "git", "init", "-q", "--bare", "-b", "main", str(origin))
+    a.mkdir()
+    copy_project(a)
+    tiny_params(a)
+    for cmd in (("git", "init", "-q", "-b", "main"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
+                ("dvc", "remote", "add", "-d", "storage", str(storage)), ("git", "remote", "add", "origin", str(origin)),
+                ("git", "add", "-A"), ("git", "commit", "-qm", "project"), ("dvc", "repro"),
+                ("git", "add", "-A"), ("git", "commit", "-qm", "results"), ("dvc", "push"),
+                ("git", "push", "-q", "origin", "main")):
+        sh(a, *cmd)
+    sh(top, "git", "clone", "-q", str(origin), "b")
+    pulled = sh(top / "b", "dvc", "pull")
+    return a, top / "b", pulled.stdout + pulled.stderr
+
+
+def test_a_pulled_clone_has_every_output_and_nothing_to_reproduce(machines):
+    a, b, _ = machines
+    for out in CACHED_OUTPUTS:
+        assert digest(b / out) == digest(a / out), out
+    assert "Data and pipelines are up to date" in sh(b, "dvc", "status").stdout
+    mtimes = {out: (b / out).stat().st_mtime_ns for out in CACHED_OUTPUTS}
+    repro = sh(b, "dvc", "repro")
+    log = repro.stdout + repro.stderr
+    assert "Running stage" not in log
+    for stage in ("fetch", "extract", "augment", "train", "evaluate", "lr_find"):
+        assert f"Stage '{stage}' didn't change, skipping" in log
+    assert {out: (b / out).stat().st_mtime_ns for out in CACHED_OUTPUTS} == mtimes
+    assert sh(b, "git", "status", "--porcelain").stdout == ""  # dvc.lock and the metrics untouched
+    shown = [json.loads(sh(root, "dvc", "metrics", "show", "--json").stdout) for root in (a, b)]
+    assert shown[0] == shown[1] and "results/evaluate/metrics.json" in json.dumps(shown[0])
+
+
+def exp_lock(root: Path, name: str) -> dict:
+    refs = sh(root, "git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
+    ref = next(ref for ref in refs if ref.endswith(f"/{name}"))
+    return yaml.safe_load(sh(root, "git", "show", f"{ref}:dvc.lock").stdout)
+
+
+def test_a_study_sharded_over_two_clones_comes_together_in_one_table(machines):
+    a, b, _ = machines
+    queued = {}
+    for k, root in enumerate((a, b), start=1):
+        sh(root, sys.executable, "-m", "pipeline.study", "--queue", "--steps", "4", "--only", SHARED_STUDY,
+           "--shard", f"{k}/2")
+        status = sh(root, "dvc", "queue", "status").stdout
+        queued[root] = [name for name in SHARED_STUDY.split(",") if name in status]
+    assert queued[a] == ["author-1e-5"] and queued[b] == ["constant-1e-4"]  # disjoint, together the whole
+    for root in (a, b):
+        sh(root, "dvc", "queue", "start", "-j", "1")
+    for root in (a, b):
+        status = wait_for_queue(root)
+        assert status.count("Success") == len(queued[root]), status
+    for name in queued[b]:  # b pulled the data stages' outputs instead of recomputing them
+        log = sh(b, "dvc", "queue", "logs", name).stdout
+        assert "Running stage 'train'" in log and "Running stage 'extract'" not in log
+    for root in (a, b):
+        sh(root, "dvc", "exp", "push", "origin")
+    sh(a, "dvc", "exp", "pull", "origin")
+    sh(a, sys.executable, "-m", "pipeline.study")
+    table = pd.read_csv(a / "results/study/summary.csv")
+    ran = table[table.name.isin(SHARED_STUDY.split(","))]
+    assert len(table) == 3 and len(ran) == 2 and (ran.state == "success").all()
+    assert ran.psnr.notna().all() and ran.gain.notna().all() and set(ran.steps) == {4}
+    # b's fine-tuned models came to a through the DVC remote, not only its metrics through git
+    for name in queued[b]:
+        md5 = exp_lock(a, name)["stages"]["train"]["outs"][0]["md5"]
+        assert (a / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).is_file(), name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_train(roots: tuple[Path, ...], **changes) -> None:
+    for root in roots:
+        params = yaml.safe_load(sh(root, "git", "show", "HEAD:params.yaml").stdout)
+        params["train"].update(changes)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def launch_two_machines(a: Path, b: Path, stage_on_0: bool = False) -> list[subprocess.Popen]:
+    """Machine 0 in clone ``a``, machine 1 in clone ``b``, one process each, gloo on CPU (``--multi_gpu`` with
+    ACCELERATE_USE_CPU=1 is Accelerate's torchrun launch, here without GPUs): plain ``accelerate launch -m
+    pipeline.train``, or on machine 0 with ``stage_on_0`` the stage's command (``python -m pipeline.train``, as
+    dvc.yaml runs it) with the same flags."""
+    port = str(free_port())
+    procs = []
+    for rank, root in enumerate((a, b)):
+        flags = ["--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip",
+                 "127.0.0.1", "--main_process_port", port, "--num_processes", "2", "--mixed_precision", "no",
+                 "--dynamo_backend", "no"]
+        cmd = ([sys.executable, "-m", "pipeline.train", *flags] if stage_on_0 and rank == 0 else
+               ["accelerate", "launch", *flags, "-m", "pipeline.train"])
+        log_path = root.parent / f"machine{rank}.log"  # a file: a full pipe would stall a machine
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=root, env={**ENV, "ACCELERATE_USE_CPU": "1"}, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc.log_path = log_path
+        procs.append(proc)
+    return procs
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[str]:
+    """Wait for both machines (killing every process they started if they are not done after ``timeout``);
+    their logs."""
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in procs:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                for pid in [proc.pid, *descendants(proc.pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+    return [proc.log_path.read_text() for proc in procs]
+
+
+def test_two_machines_take_the_steps_and_rates_of_one_process(machines):
+    """``train.batch_size`` is per process: two machines of one process each train on twice the samples per
+    step (DDP averages their gradients), in the same optimizer steps with the same rate of every group at every
+    step, validating at the same steps. Only machine 0 writes the outputs."""
+    a, b, _ = machines
+    set_train((a, b), steps=4, schedule="warmup_cosine", warmup_steps=1, batch_size=1, val_every=2,
+              checkpoint_every=2)
+    sh(a, sys.executable, "-m", "pipeline.train")
+    single = {g: lr_curve(a, g) for g in ("block0", "block2", "teacher")}
+    before_b = {out: digest(b / out) for out in ("models/finetuned/flownet.pkl", "results/train")}
+    procs = launch_two_machines(a, b)
+    logs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert "with 2 process(es) (DistributedType.MULTI_CPU)" in logs[0]
+    for group, curve in single.items():
+        two = lr_curve(a, group)
+        assert two["step"].tolist() == curve["step"].tolist() == [1, 2, 3, 4]
+        assert two[group].tolist() == curve[group].tolist()
+    val = pd.read_csv(a / "results/train/plots/metrics/val/psnr.tsv", sep="\t")
+    assert val["step"].tolist() == [0, 2, 4]
+    assert {out: digest(b / out) for out in before_b} == before_b
+    assert not (a / "state/train").exists() and not (b / "state/train").exists()
+
+
+def test_machines_with_different_params_stop_with_one_line(machines):
+    a, b, _ = machines
+    set_train((a,), steps=4, batch_size=1, checkpoint_every=100)
+    set_train((b,), steps=5, batch_size=1, checkpoint_every=100)
+    procs = launch_two_machines(a, b)
+    logs = finish(procs)
+    assert all(p.returncode != 0 for p in procs)
+    for log in logs:
+        assert "error: the 2 training processes read different params.yaml, data/augmented or pretrained " \
+               "weights (2 versions): check out the same commit and run `dvc pull` on every machine" in log
+
+
+def test_an_interrupted_run_over_two_machines_restarts_both_from_step_0(machines):
+    """Each clone has its own state/: machine 0 holds the checkpoint, machine 1 does not. The rerun must agree
+    on where to start (from 0, said in one warning) instead of each starting from its own step."""
+    a, b, _ = machines
+    set_train((a, b), steps=30, warmup_steps=2, batch_size=1, val_every=100, checkpoint_every=3)
+    procs = launch_two_machines(a, b, stage_on_0=True)
+    checkpoint = a / "state/train/latest/step.json"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and procs[0].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does on each machine
+    finish(procs, timeout=120)
+    assert checkpoint.exists() and not (b / "state/train/latest").exists()
+    procs = launch_two_machines(a, b, stage_on_0=True)
+    logs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert "differs between the processes" in logs[0] and "starting afresh" in logs[0]
+    steps = pd.read_csv(a / "results/train/plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
+    assert steps == list(range(1, 31))
