@@ -40,14 +40,13 @@ from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, with_resolved_arch
 from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS, Predictor, score_triplets
 from pipeline.scoring.interpolators import build_methods
-from pipeline.scoring.metrics import paired_difference
+from pipeline.scoring.metrics import MAX_PSNR, paired_difference
 from pipeline.scoring.segment_summary import frame_table, summarise_segments
 from pipeline.scoring.segments import SEQUENCE_METHOD, Rebuilder, Segment, plan_segments
 from pipeline.scoring.plots import write_examples, write_summary_png
 
 log = logging.getLogger("pipeline.evaluate")
 
-MAX_PSNR = 100.0  # dB; a pixel-exact prediction (infinite PSNR) counts as this in means
 GAIN = "finetuned_minus_pretrained"
 ROW_COLUMNS = ["triplet", "clip", "gap", "frame0", "frame_t", "frame1", "timestep", "height", "width", "motion"]
 CLIP_METRICS = ("psnr", "ssim")  # the per-clip breakdown stays small: the two headline metrics only

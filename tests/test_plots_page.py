@@ -32,7 +32,8 @@ SETTLE_S = 1.0  # after the page's load event, for vega-embed to draw
 FLIP_S = 1.0  # between two screenshots of an image: longer than a frame of the preview animations (0.8 s)
 # Whether each vega-embed target holds a drawn chart, and whether each image loaded.
 STATE = """(() => ({
-  charts: Array.from(document.querySelectorAll('.vega-embed')).map(d => ({id: d.id, drawn: !!d.querySelector('canvas, svg')})),
+  charts: Array.from(document.querySelectorAll('.vega-embed')).map(d => ({id: d.id,
+                                                                           drawn: !!d.querySelector('canvas, svg')})),
   images: Array.from(document.querySelectorAll('img')).map(img => ({src: img.getAttribute('src'),
                                                                     loaded: img.complete && img.naturalWidth > 0}))
 }))()"""
@@ -40,7 +41,8 @@ LOADED = """new Promise(done => document.readyState === 'complete' ? done() : ad
 # Scroll image i to the top of the window (an image out of sight is not animated) and return where it is.
 SHOW = """(i => { const img = document.querySelectorAll('img')[i]; img.scrollIntoView();
   const r = img.getBoundingClientRect();
-  return {x: r.left + scrollX, y: r.top + scrollY, width: Math.min(r.width, innerWidth), height: Math.min(r.height, innerHeight)};
+  return {x: r.left + scrollX, y: r.top + scrollY, width: Math.min(r.width, innerWidth),
+          height: Math.min(r.height, innerHeight)};
 })(%d)"""
 
 

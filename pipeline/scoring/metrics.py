@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 PEAK = 255.0
+MAX_PSNR = 100.0  # dB; a pixel-exact prediction (infinite PSNR) counts as this in means
 SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. (2004)
 SSIM_RADIUS = 5  # 11 taps: scikit-image's window (truncate 3.5 x sigma 1.5) and RIFE's ssim_matlab (11x11x11)
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al.'s stabilising constants, times the peak value

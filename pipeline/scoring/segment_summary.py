@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.scoring.metrics import block_bootstrap
+from pipeline.scoring.metrics import MAX_PSNR, block_bootstrap
 from pipeline.scoring.segments import Rebuilder
-
 
 
 def frame_table(rebuilder: Rebuilder) -> pd.DataFrame:
@@ -16,6 +15,8 @@ def frame_table(rebuilder: Rebuilder) -> pd.DataFrame:
     table = pd.DataFrame(rebuilder.frames)
     if table.empty:
         return table
+    psnr_columns = [c for c in table.columns if "_psnr" in c]
+    table[psnr_columns] = table[psnr_columns].clip(upper=MAX_PSNR)  # as for triplets: exact frames count as 100 dB
     for name in rebuilder.methods:
         table[f"{name}_vmaf"] = [rebuilder.vmaf[s][name][o] for s, o in zip(table["segment"], table["offset"])]
     return table

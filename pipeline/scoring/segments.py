@@ -98,8 +98,8 @@ def plan_segments(rows: pd.DataFrame, params: Params) -> list[Segment]:
         if name in vimeo or name not in sizes.index:
             continue  # Vimeo-90K entries are single triplets; clips without a kept test triplet are not scored
         if name not in clips:
-            raise UserError(f"{params.sources.videos}: clip {name} of data/triplets/manifest.csv is not there any more; "
-                            "run `dvc repro` (extract reads the footage again)")
+            raise UserError(f"{params.sources.videos}: clip {name} of data/triplets/manifest.csv is not there any "
+                            "more; run `dvc repro` (extract reads the footage again)")
         clip = clips[name]
         rate, size = _clip_info(clip)
         last = min(last, first + math.floor(opts.seconds * rate))
@@ -111,9 +111,11 @@ def plan_segments(rows: pd.DataFrame, params: Params) -> list[Segment]:
         if name in filmed and not any(s.clip.name == name for s in segments):
             video_pairs = min(pairs, math.floor(videos.seconds * rate) // (2 * gap))
         segments.append(Segment(clip, first, pairs, 2 * gap, rate, tuple(size), video_pairs))
+    if vimeo:
+        log.info("%d Vimeo-90K entries: single triplets, no segment to rebuild", len(vimeo))
     if segments:
         check_timesteps(params.train.arch, segments[0].timesteps,
-                        f"the rebuilt test segments (every {2 * gap}th frame kept)")
+                        f"the rebuilt test segments (one frame in {2 * gap} kept)")
     return segments
 
 
