@@ -109,9 +109,13 @@ def test_side_by_side_video_is_lossless(tmp_path, params_dict):
     seg = Segment(Clip("sub/x.mkv", tmp_path / "x.mkv"), first=10, pairs=1, step=2, rate=Fraction(25),
                   size=(64, 96), video_pairs=1)
     opts = build(VideosOpts, params_dict["evaluate"]["videos"], "evaluate.videos.")
-    movie = ClipMovie(seg, opts, tmp_path, tmp_path)
-    movie.frame(11, truth, {"pretrained": pre, "finetuned": fine}, interpolated=True)
-    movie.close()
+    for folder in (tmp_path, tmp_path / "again"):
+        folder.mkdir(exist_ok=True)
+        movie = ClipMovie(seg, opts, folder, folder)
+        movie.frame(11, truth, {"pretrained": pre, "finetuned": fine}, interpolated=True)
+        movie.close()
+    for name in ("sub__x.mkv.mkv", "sub__x.mkv.png"):  # the same frames, the same bytes (DVC caches by content)
+        assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
     (frame,) = [f.image for f in decode(tmp_path / "sub__x.mkv.mkv")]
     assert frame.shape == (2 * (64 + LABEL_HEIGHT), 3 * 96, 3)
     assert np.array_equal(frame[LABEL_HEIGHT:LABEL_HEIGHT + 64, 96:192], pre)
