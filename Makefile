@@ -10,13 +10,18 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup repro test test-fast
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed plots/offline.html
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $@
+
+# The `dvc plots show` page template with vega, vega-lite and vega-embed inline (fetched once from the npm registry),
+# so the charts render with no internet; both it and the fetched scripts are git-ignored.
+plots/offline.html: plots/page.html pipeline/plots_page.py $(VENV)/.installed
+	$(BIN)/python -m pipeline.plots_page
 
 repro: setup
 	dvc repro

@@ -12,32 +12,41 @@ params ``evaluate`` and ``train.arch``. Writes to ``results/evaluate/``:
   breakdowns (``per_gap``: one entry per ``extract.gap``, with the PSNR gain's interval);
 - ``per_triplet.csv``: every triplet, every method, every metric, with the manifest's motion score and timestep;
 - ``motion_buckets.csv``: mean PSNR per method in equal-count buckets of motion;
-- ``examples/``: image grids of the most improved and most degraded triplets; ``summary.png``.
+- ``examples/``: image grids of the most improved and most degraded triplets; ``summary.png``;
+- ``segment_frames.csv``: every interpolated frame of the rebuilt test segments (see
+  :mod:`pipeline.scoring.segments`), each method's metrics and VMAF, and ``segments`` in ``metrics.json``;
+- ``videos/<clip>.mkv`` (side-by-side, DVC-cached) and ``preview/<clip>.png`` (animated, git-tracked): see
+  :mod:`pipeline.scoring.watch`.
+
+For the segments it also reads the footage in ``sources.videos`` (``data/triplets`` holds only the frames of kept
+triplets) and ``extract.cut_threshold`` (no interpolation across a scene cut, as in ``interpolate``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import ExitStack
 
 import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.atomic import atomic_dir, atomic_path, write_text
 from pipeline.core.errors import UserError, user_facing
 from pipeline.core.params import Evaluate, load_params
 from pipeline.core.paths import EVALUATE_RESULTS, PRETRAINED
 from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, with_resolved_arch
-from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS, score_triplets
+from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS, Predictor, score_triplets
 from pipeline.scoring.interpolators import build_methods
-from pipeline.scoring.metrics import paired_difference
+from pipeline.scoring.metrics import MAX_PSNR, paired_difference
+from pipeline.scoring.segment_summary import frame_table, summarise_segments
+from pipeline.scoring.segments import SEQUENCE_METHOD, Rebuilder, Segment, plan_segments
 from pipeline.scoring.plots import write_examples, write_summary_png
 
 log = logging.getLogger("pipeline.evaluate")
 
-MAX_PSNR = 100.0  # dB; a pixel-exact prediction (infinite PSNR) counts as this in means
 GAIN = "finetuned_minus_pretrained"
 ROW_COLUMNS = ["triplet", "clip", "gap", "frame0", "frame_t", "frame1", "timestep", "height", "width", "motion"]
 CLIP_METRICS = ("psnr", "ssim")  # the per-clip breakdown stays small: the two headline metrics only
@@ -137,10 +146,21 @@ def describe_rows(rows: pd.DataFrame, cfg: Evaluate) -> str:
 def log_results(summary: dict, cfg: Evaluate, seconds: dict[str, float]) -> None:
     for name in cfg.methods:
         values = ", ".join(f"{metric} {summary[name][metric]:.4f}" for metric in cfg.metrics)
-        log.info("%-10s %s (%.2f s per triplet)", name, values, seconds[name] / summary["triplets"])
+        log.info("%-10s %s (%.1f s in all)", name, values, seconds.get(name, 0.0))
     g = summary[GAIN]
     log.info("fine-tuned minus pretrained: %+.3f dB PSNR (95%% CI %+.3f .. %+.3f), %+.5f SSIM; %.0f%% of triplets "
              "improved", g["psnr"], g["psnr_ci95_low"], g["psnr_ci95_high"], g["ssim"], 100 * g["share_improved"])
+    seg = summary["segments"]
+    if seg["segments"]:
+        log.info("rebuilt segments: %d frames of %d clip(s) interpolated, %d interval(s) across a scene cut",
+                 seg["frames"], seg["clips"], seg["cuts"])
+        for name in cfg.methods:
+            log.info("%-10s PSNR %.3f, SSIM %.4f, VMAF %.2f", name, seg[name]["psnr"], seg[name]["ssim"],
+                     seg[name]["vmaf"])
+        g = seg[GAIN]
+        log.info("fine-tuned minus pretrained on the segments: %+.3f VMAF (95%% CI %+.3f .. %+.3f, block bootstrap, "
+                 "blocks of %d frames), %+.3f dB PSNR", g["vmaf"], g["vmaf_ci95_low"], g["vmaf_ci95_high"],
+                 g["block_frames"], g["psnr"])
     if len(summary["per_gap"]) > 1:
         for gap, entry in summary["per_gap"].items():
             log.info("gap %s (%d triplets): %+.3f dB PSNR (95%% CI %+.3f .. %+.3f)", gap, entry["triplets"],
@@ -155,6 +175,40 @@ def write_tables(table: pd.DataFrame, buckets: pd.DataFrame, summary: dict) -> N
     write_text(EVALUATE_RESULTS / "metrics.json", json.dumps(summary, indent=2) + "\n")
 
 
+def triplet_keys(rows: pd.DataFrame) -> list[tuple[str, int, int, float]]:
+    return [(c, int(f0), int(f1), round(float(t), 6)) for c, f0, f1, t in
+            zip(rows["clip"], rows["frame0"], rows["frame1"], rows["timestep"])]
+
+
+def score_with_segments(rows: pd.DataFrame, predictors: dict[str, Predictor], params, segments: list[Segment],
+                        seconds: dict[str, float]) -> tuple[pd.DataFrame, Rebuilder]:
+    """Scores of every triplet (as :func:`score_triplets`) and the rebuilt segments. A triplet that is also an
+    interval of a segment is predicted there, once; only ``ffmpeg_mci`` scores it apart (on its two frames)."""
+    cfg = params.evaluate
+    planned = {key for seg in segments for key in seg.keys()}
+    shared = np.array([key in planned for key in triplet_keys(rows)], dtype=bool)
+    log.info("%d rebuilt segment(s), %d interpolated frames; %d of the %d triplets are rebuilt intervals",
+             len(segments), sum(s.pairs * (s.step - 1) for s in segments), shared.sum(), len(rows))
+    rest = score_triplets(rows[~shared], predictors, cfg.metrics, cfg.round_prediction, cfg.batch_size,
+                          progress=True, seconds=seconds)
+    with ExitStack() as stack:
+        videos = stack.enter_context(atomic_dir(EVALUATE_RESULTS / "videos"))
+        previews = stack.enter_context(atomic_dir(EVALUATE_RESULTS / "preview"))
+        rebuilder = Rebuilder(predictors, params, set(triplet_keys(rows[shared])), videos, previews, seconds)
+        rebuilder.run(segments)
+    parts = [rest]
+    if shared.any():
+        from_segments = pd.DataFrame([rebuilder.triplet_scores[k] for k in triplet_keys(rows[shared])],
+                                     index=rows.index[shared])
+        if SEQUENCE_METHOD in predictors:
+            mci = score_triplets(rows[shared], {SEQUENCE_METHOD: predictors[SEQUENCE_METHOD]}, cfg.metrics,
+                                 cfg.round_prediction, cfg.batch_size, seconds=seconds)
+            from_segments = pd.concat([from_segments, mci], axis=1)
+        parts.append(from_segments)
+    columns = [f"{m}_{k}" for m in predictors for k in cfg.metrics]
+    return pd.concat(parts).loc[rows.index, columns], rebuilder
+
+
 @user_facing
 def main() -> None:
     params = load_params()
@@ -167,17 +221,22 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictors = build_methods(cfg.methods, params, device)
     log.info("evaluating %s", describe_rows(rows, cfg))
+    segments = plan_segments(rows, params)
     seconds: dict[str, float] = {}
-    scores = score_triplets(rows, predictors, cfg.metrics, cfg.round_prediction, cfg.batch_size, progress=True,
-                            seconds=seconds)
+    scores, rebuilder = score_with_segments(rows, predictors, params, segments, seconds)
     table = triplet_table(rows, scores)
     summary = summarise(table, cfg)
     buckets = motion_buckets(table, cfg)
+    frames = frame_table(rebuilder)
+    summary["segments"] = summarise_segments(rebuilder, frames, cfg.bootstrap_samples, cfg.bootstrap_seed)
     log_results(summary, cfg, seconds)
     write_tables(table, buckets, summary)
+    with atomic_path(EVALUATE_RESULTS / "segment_frames.csv") as tmp:
+        frames.drop(columns=["segment", "offset"], errors="ignore").to_csv(tmp, index=False, float_format="%.6f")
     write_summary_png(buckets, summary, cfg.methods, EVALUATE_RESULTS / "summary.png")
     write_examples(table, rows, predictors, cfg, EVALUATE_RESULTS / "examples")
-    log.info("wrote %s: metrics.json, per_triplet.csv, motion_buckets.csv, summary.png, examples/", EVALUATE_RESULTS)
+    log.info("wrote %s: metrics.json, per_triplet.csv, motion_buckets.csv, segment_frames.csv, summary.png, "
+             "examples/, preview/, videos/", EVALUATE_RESULTS)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from pipeline.core.errors import UserError, user_facing
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED
 from pipeline.footage.encoder import CODECS, CONTAINERS, DEFAULT_CODEC, Codec, VideoWriter, check_codec
-from pipeline.footage.video import Frame, VideoInfo, change_score, decode, open_video, probe, thumbnail, write_bgr
+from pipeline.footage.video import (Frame, VideoInfo, change_score, decode, nearer_frames, open_video, probe, thumbnail,
+                                    write_bgr)
 from pipeline.models import ARCHITECTURES, AUTO, from_batch, load_checkpoint, to_batch
 from pipeline.models.onnx_model import OnnxFlowNet, load_onnx
 
@@ -140,11 +141,6 @@ def to_rgb(frame: torch.Tensor) -> np.ndarray:
 def in_between_times(pts0: int, pts1: int, multi: int) -> list[int]:
     """Output timestamps (in the input time base divided by ``multi``) of the frames between two inputs."""
     return [pts0 * multi + k * (pts1 - pts0) for k in range(1, multi)]
-
-
-def nearer_frames(rgb0: np.ndarray, rgb1: np.ndarray, multi: int) -> list[np.ndarray]:
-    """Across a scene cut: each in-between position repeats the nearer input frame (I0 at the middle)."""
-    return [rgb0 if 2 * k <= multi else rgb1 for k in range(1, multi)]
 
 
 def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int, scale: float, threshold: float,

@@ -31,7 +31,11 @@ TINY = {
     "augment": {"crop": 64, "crops_per_triplet": 2},
     "train": {"steps": 3, "batch_size": 2, "schedule": "warmup_constant", "warmup_steps": 1, "val_every": 3,
               "val_max_triplets": 1, "checkpoint_every": 2},
-    "evaluate": {"max_triplets": 2, "bootstrap_samples": 200},
+    "evaluate": {"max_triplets": 2, "bootstrap_samples": 200,
+                 # two intervals of each clip's test segment, the first of them in a video
+                 "segments": {"seconds": 0.16, "block_frames": 2},
+                 "videos": {"seconds": 0.08, "max_clips": 1, "codec": "ffv1", "panel_width": 320, "preview_size": 32,
+                            "preview_zoom": 2}},
     "lr_find": {"steps": 12},
 }
 

@@ -224,7 +224,7 @@ def test_the_stage_writes_every_output(tmp_path, params_dict, official_hdv3):
     (tmp_path / "clips").mkdir()
     make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=3))
     params_dict["sources"]["videos"] = "clips"
-    params_dict["extract"].update(max_per_clip=4)
+    params_dict["extract"].update(max_per_clip=4, cut_threshold=0.2)  # 6 pixels in two frames is no cut
     params_dict["evaluate"].update(bootstrap_samples=200, examples=1, motion_buckets=2)
     write_params(tmp_path, params_dict)
     assert run_module("pipeline.extract", tmp_path).returncode == 0
@@ -246,6 +246,19 @@ def test_the_stage_writes_every_output(tmp_path, params_dict, official_hdv3):
     assert sorted(p.name for p in (out / "examples").iterdir()) == ["degraded_1.png", "improved_1.png"]
     assert (out / "summary.png").stat().st_size > 10_000
     assert "evaluate: 100%" in done.stderr  # the progress bar over triplets
+    # the test segment rebuilt (every other frame kept), scored per frame and with VMAF, and its videos
+    segments = metrics["segments"]
+    frames = pd.read_csv(out / "segment_frames.csv")
+    assert segments["segments"] == 1 and segments["frames"] == len(frames) >= 3 and segments["cuts"] == 0
+    assert (frames["frame"] % 2 != frames["frame"].iloc[0] % 2).sum() == 0  # every other frame interpolated
+    for method in params_module.METHODS:
+        assert 0 <= segments[method]["vmaf"] <= 100 and f"{method}_vmaf" in frames.columns
+    assert segments["finetuned_minus_pretrained"]["vmaf"] == 0.0  # the same weights
+    assert segments["dis_flow"]["psnr"] > segments["blend"]["psnr"]
+    assert segments["ffmpeg_mci"]["psnr"] > segments["blend"]["psnr"]  # a plain translation: easy for block motion
+    assert [p.name for p in (out / "videos").iterdir()] == ["a.avi.mkv"]
+    assert [p.name for p in (out / "preview").iterdir()] == ["a.avi.png"]
+    assert "segments: 100%" in done.stderr
 
 
 @pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks

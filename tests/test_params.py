@@ -19,7 +19,8 @@ def test_project_params_load(tmp_path, params_dict):
     params = load_params(write(tmp_path, params_dict))
     assert params.lr == 1e-4
     assert params.train.arch == "auto" and params.extract.gap == (1,)
-    assert params.evaluate.methods == ("finetuned", "pretrained", "repeat", "blend", "dis_flow")
+    assert params.evaluate.methods == ("finetuned", "pretrained", "repeat", "blend", "dis_flow", "ffmpeg_mci")
+    assert params.evaluate.segments.seconds > 0 and params.evaluate.videos.codec == "ffv1"
     assert params.evaluate.scale == "auto"
 
 

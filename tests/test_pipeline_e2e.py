@@ -52,6 +52,8 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
     assert metrics["triplets"] == 2
+    assert metrics["segments"]["segments"] == 2 and metrics["segments"]["frames"] == 4  # 0.16 s: two per clip
+    assert len(list((root / "results/evaluate/videos").iterdir())) == 1
     for method in ("finetuned", "pretrained", "repeat", "blend", "dis_flow"):
         assert 10 < metrics[method]["psnr"] < 60 and 0 < metrics[method]["ssim"] <= 1
         assert 10 < metrics[method]["psnr_y"] < 60 and 0 < metrics[method]["ssim_matlab"] <= 1
@@ -80,8 +82,15 @@ def test_plots_show_renders_every_plot_in_one_page(project, tmp_path):
     for title in ("Training loss", "Validation PSNR (dB)", "pretrained vs fine-tuned PSNR per test triplet",
                   "test PSNR by motion", "Learning-rate range test"):
         assert title in html
-    for field in ("finetuned_psnr", "pretrained_psnr", "repeat_psnr", "blend_psnr", "dis_flow_psnr"):
-        assert f'"field": "{field}"' in html  # a line per method in the motion plot
+    for title in ("PSNR of every interpolated frame of the rebuilt test segments",
+                  "VMAF of every interpolated frame of the rebuilt test segments"):
+        assert title in html
+    for field in ("finetuned_psnr", "pretrained_psnr", "repeat_psnr", "blend_psnr", "dis_flow_psnr", "ffmpeg_mci_psnr",
+                  "finetuned_vmaf", "ffmpeg_mci_vmaf"):
+        assert f'"field": "{field}"' in html  # a line per method in the motion and segment plots
+    previews = sorted(p.name for p in (root / "results/evaluate/preview").iterdir())
+    assert len(previews) == 1  # videos.max_clips: 1 in the tiny settings
+    assert f'<img src="static/workspace_results_evaluate_preview_{previews[0]}">' in html
     images = sorted(p.name for p in (root / "results/evaluate/examples").iterdir())
     assert images == ["degraded_1.png", "improved_1.png"]  # two test triplets: one of each
     for name in images:
@@ -106,7 +115,7 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     changed = json.loads(diff.stdout)
     assert "finetuned.psnr" in changed["results/evaluate/metrics.json"]
     rows = [line for line in sh(root, "dvc", "metrics", "diff").stdout.splitlines() if "evaluate" in line]
-    assert 10 < len(rows) <= 40  # what changes (the fine-tuned model's numbers), not every number there is
+    assert 10 < len(rows) <= 60  # what changes (the fine-tuned model's numbers), not every number there is
     assert not any(" repeat." in row or " blend." in row for row in rows)
 
 

@@ -22,7 +22,7 @@ PARAMS_FILE = Path("params.yaml")
 ARCH_NAMES = ("auto", "hdv3", "4.6", "4.18", "4.22", "4.22.lite", "4.25", "4.26")
 # Names of the evaluation methods and metrics (the registries in pipeline.scoring.interpolators and pipeline.scoring.metrics, which
 # import torch and OpenCV; a test checks that these lists match them).
-METHODS = ("finetuned", "pretrained", "repeat", "blend", "dis_flow")
+METHODS = ("finetuned", "pretrained", "repeat", "blend", "dis_flow", "ffmpeg_mci")
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_matlab")
 REQUIRED_METHODS = ("finetuned", "pretrained")  # the comparison the stage exists for
 REQUIRED_METRICS = ("psnr", "ssim")  # the headline pair in metrics.json; the plots and the ranking of examples use psnr
@@ -206,6 +206,22 @@ class LrFind:
 
 
 @dataclass(frozen=True)
+class SegmentsOpts:
+    seconds: float = field(metadata=bounds(0.0))  # rebuilt from the start of each test segment; 0 = none rebuilt
+    block_frames: int = field(metadata=bounds(1))  # frames per block of the block bootstrap of the gains
+
+
+@dataclass(frozen=True)
+class VideosOpts:
+    seconds: float = field(metadata=bounds(0.0))  # side-by-side video and preview from the first N s; 0 = none
+    max_clips: int = field(metadata=bounds(0))  # clips that get them (most test triplets first)
+    codec: str = field(metadata=choice("ffv1", "h264"))  # ffv1: lossless; h264: 10-bit 4:4:4 at crf 10, ~10x smaller
+    panel_width: int = field(metadata=bounds(64))  # wider frames are shrunk to this (area average) in the video
+    preview_size: int = field(metadata=bounds(32))  # side of the most improved square region, in source pixels
+    preview_zoom: int = field(metadata=bounds(1, 8))  # pixel repetition of the preview
+
+
+@dataclass(frozen=True)
 class Evaluate:
     methods: tuple[str, ...] = field(metadata=choice(*METHODS))  # pipeline.scoring.interpolators.METHODS
     metrics: tuple[str, ...] = field(metadata=choice(*METRICS))  # pipeline.scoring.metrics.METRICS
@@ -218,6 +234,8 @@ class Evaluate:
     motion_buckets: int = field(metadata=bounds(1))  # equal-count buckets of the manifest's motion score
     examples: int = field(metadata=bounds(1))  # most improved and most degraded triplets drawn as image grids (each)
     per_clip_max: int = field(metadata=bounds(1))  # clips listed in metrics.json (the largest; the rest pooled)
+    segments: SegmentsOpts  # whole test segments rebuilt as a user would (every 2 x gap-th frame kept)
+    videos: VideosOpts  # videos to watch of the rebuilt segments
 
 
 @dataclass(frozen=True)

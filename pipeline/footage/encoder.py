@@ -1,8 +1,9 @@
 """Writing video through FFmpeg (PyAV): the codec table, and a writer that takes RGB frames with timestamps.
 
-The pipeline's one video writer. Frames go in as RGB uint8 with presentation timestamps in a rational time
-base, so the output keeps exact rates (30000/1001 in gives 60000/1001 at ``--multi 2``) and the timing of
-variable-frame-rate input. The input's audio packets can be copied into the output unchanged.
+The pipeline's one video writer (``interpolate``, and ``evaluate``'s side-by-side videos). Frames go in as RGB
+uint8 with presentation timestamps in a rational time base, so the output keeps exact rates (30000/1001 in gives
+60000/1001 at ``--multi 2``) and the timing of variable-frame-rate input. The input's audio packets can be copied
+into the output unchanged. The same frames always give the same bytes (bit-exact muxing).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class VideoWriter:
         self.deep = max(c.bits for c in av.VideoFormat(codec.pix_fmt).components) > 8
         self.count = 0
         try:
-            self.container = av.open(str(path), "w")
+            # bit-exact muxing: no random file id and no date in the header, so the same frames give the same bytes
+            # (DVC caches evaluate's videos by their content)
+            self.container = av.open(str(path), "w", container_options={"fflags": "+bitexact"})
         except (av.FFmpegError, OSError) as err:
             raise UserError(f"{path}: cannot be written ({getattr(err, 'strerror', None) or err})") from None
         self.video = self._add_video(size[1], size[0])

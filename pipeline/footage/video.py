@@ -226,6 +226,12 @@ def change_score(thumb0: np.ndarray, thumb1: np.ndarray) -> float:
     return mean_abs_diff(thumb0, thumb1)
 
 
+def nearer_frames(rgb0: np.ndarray, rgb1: np.ndarray, multi: int) -> list[np.ndarray]:
+    """Across a scene cut: each of the ``multi - 1`` in-between positions repeats the nearer input frame (I0 at
+    the middle), as ``interpolate`` does and the rebuilt test segments of ``evaluate`` do."""
+    return [rgb0 if 2 * k <= multi else rgb1 for k in range(1, multi)]
+
+
 def read_image(path: Path) -> np.ndarray:
     """An image file as RGB."""
     return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)

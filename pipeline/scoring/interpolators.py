@@ -2,7 +2,8 @@
 
 Each entry builds a :data:`~pipeline.scoring.batches.Predictor` from the params: the two RIFE checkpoints, and three
 classical baselines that need no training (repeat the nearer frame, blend the two, warp both along OpenCV's
-DIS optical flow). Every method honours the triplet's timestep t.
+DIS optical flow, and FFmpeg's motion-compensated ``minterpolate``, what many video people try before RIFE).
+Every method honours the triplet's timestep t.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pipeline.core.params import Params
 from pipeline.core.paths import FINETUNED, PRETRAINED
 from pipeline.models import load_checkpoint
 from pipeline.scoring.batches import Predictor, model_predictor
+from pipeline.scoring.ffmpeg import ffmpeg_mci
 
 # OpenCV's most accurate DIS preset (MEDIUM: finer patches, more iterations). The baseline should be the best
 # classical interpolation a user could get from OpenCV in one call; at 1280x720 it costs about 0.04 s per
@@ -76,6 +78,7 @@ METHODS: dict[str, MethodBuilder] = {
     "repeat": lambda params, device: repeat_nearer,
     "blend": lambda params, device: blend,
     "dis_flow": lambda params, device: dis_flow,
+    "ffmpeg_mci": lambda params, device: ffmpeg_mci,
 }
 
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 PEAK = 255.0
+MAX_PSNR = 100.0  # dB; a pixel-exact prediction (infinite PSNR) counts as this in means
 SSIM_SIGMA = 1.5  # Gaussian window of Wang et al. (2004)
 SSIM_RADIUS = 5  # 11 taps: scikit-image's window (truncate 3.5 x sigma 1.5) and RIFE's ssim_matlab (11x11x11)
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al.'s stabilising constants, times the peak value
@@ -122,3 +123,25 @@ def paired_difference(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> 
     means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return {"mean": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high)}
+
+
+def block_bootstrap(series: list[np.ndarray], block: int, samples: int, seed: int) -> dict[str, float]:
+    """Mean of the frames of ``series`` (one array of per-frame differences per segment) with a 95% moving-block
+    bootstrap interval: each segment is rebuilt from blocks of ``block`` consecutive frames drawn from itself with
+    replacement (a segment shorter than a block is one block), so that the correlation of neighbouring frames
+    stays inside each draw and the interval is not as narrow as if every frame were an independent sample."""
+    rng = np.random.default_rng(seed)
+    totals = np.zeros(samples)
+    count = 0
+    for values in series:
+        values = np.asarray(values, dtype=np.float64)
+        length = min(block, len(values))
+        draws = -(-len(values) // length)
+        starts = rng.integers(0, len(values) - length + 1, size=(samples, draws))
+        picked = (starts[:, :, None] + np.arange(length)).reshape(samples, -1)[:, :len(values)]
+        totals += values[picked].sum(axis=1)
+        count += len(values)
+    means = totals / count
+    low, high = np.percentile(means, [2.5, 97.5])
+    mean = float(np.concatenate([np.asarray(v, dtype=np.float64) for v in series]).mean())
+    return {"mean": mean, "ci95_low": float(low), "ci95_high": float(high)}

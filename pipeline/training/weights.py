@@ -15,9 +15,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline.core.params import Train
-from pipeline.scoring.metrics import paired_difference
+from pipeline.scoring.metrics import MAX_PSNR, paired_difference
 
-MAX_PSNR = 100.0  # dB; a pixel-exact prediction counts as this (as in evaluate)
 GAIN_BOOTSTRAP = (2000, 0)  # resamples and seed of the val gain's 95% interval
 
 

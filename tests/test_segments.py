@@ -1,0 +1,169 @@
+"""Rebuilt test segments: FFmpeg's minterpolate and libvmaf through pipes, the block bootstrap, the test runs of the
+manifest, the side-by-side video, and the promise that no model runs twice over one pair."""
+
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.core.errors import UserError
+from pipeline.core.params import VideosOpts, load_params
+from pipeline.core.schema import build
+from pipeline.evaluate import score_with_segments
+from pipeline.footage.sources import Clip
+from pipeline.footage.triplets import split_spans, split_triplets
+from pipeline.footage.video import decode
+from pipeline.scoring.batches import score_triplets
+from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream, minterpolate_pair
+from pipeline.scoring.interpolators import blend
+from pipeline.scoring.metrics import block_bootstrap, paired_difference, psnr
+from pipeline.scoring.segments import Segment, interval_frames, plan_segments
+from pipeline.scoring.watch import LABEL_HEIGHT, ClipMovie, best_window
+from tests.helpers import make_clip, moving_texture, run_module, write_params
+
+
+def test_minterpolate_follows_motion_and_honours_the_timestep():
+    frames = moving_texture(5, speed=2)
+    middle = minterpolate_pair(frames[0], frames[2], 0.5)
+    as_uint8 = np.round(middle * 255).astype(np.uint8)
+    blended = np.round(blend(frames[0], frames[2], 0.5) * 255).astype(np.uint8)
+    assert psnr(as_uint8, frames[1]) > psnr(blended, frames[1]) + 3
+    quarter = np.round(minterpolate_pair(frames[0], frames[4], 0.25) * 255).astype(np.uint8)
+    assert psnr(quarter, frames[1]) > psnr(quarter, frames[3]) + 3
+
+
+def test_minterpolate_stream_gives_every_frame_of_the_rebuilt_sequence():
+    frames = moving_texture(7, speed=3)
+    stream = MinterpolateStream(frames[0].shape[1], frames[0].shape[0], 2)
+    for kept in frames[::2]:
+        stream.push(kept)
+    stream.close()
+    rebuilt = [stream.pop() for _ in frames]
+    stream.finish()
+    for index in (0, 2, 4, 6):  # kept frames come back through the filter's 4:4:4 YUV round trip only
+        assert psnr(rebuilt[index], frames[index]) > 45
+    for index in (1, 3, 5):  # the frames between follow the motion: closer to the truth than a cross-fade
+        blended = np.round(blend(frames[index - 1], frames[index + 1], 0.5) * 255).astype(np.uint8)
+        assert psnr(rebuilt[index], frames[index]) > psnr(blended, frames[index]) + 3
+
+
+def test_vmaf_of_a_copy_is_near_100_and_of_a_blurred_copy_lower():
+    frames = moving_texture(6, height=96, width=128)
+    scores = {}
+    for name, distort in (("copy", lambda f: f), ("blurred", lambda f: cv2.GaussianBlur(f, (0, 0), 2))):
+        stream = VmafStream(128, 96)
+        for frame in frames:
+            stream.write(distort(frame), frame)
+        scores[name] = stream.close()
+    assert len(scores["copy"]) == len(scores["blurred"]) == 6
+    assert scores["copy"][1:].min() > 90 and scores["blurred"].max() < scores["copy"][1:].min() - 20
+
+
+def test_block_bootstrap_is_wider_than_the_frame_bootstrap_on_correlated_frames():
+    rng = np.random.default_rng(0)
+    drift = np.cumsum(rng.normal(size=200)) * 0.1  # neighbouring values alike, like per-frame VMAF differences
+    series = [drift[:120], drift[120:]]
+    blocks = block_bootstrap(series, 10, 2000, 0)
+    frames = paired_difference(drift, np.zeros_like(drift), 2000, 0)
+    assert blocks["mean"] == pytest.approx(frames["mean"])
+    assert blocks["ci95_high"] - blocks["ci95_low"] > 2 * (frames["ci95_high"] - frames["ci95_low"])
+    constant = block_bootstrap([np.full(7, 0.5), np.full(30, 0.5)], 10, 500, 1)
+    assert constant == pytest.approx({"mean": 0.5, "ci95_low": 0.5, "ci95_high": 0.5})
+
+
+def test_split_spans_cover_every_status_and_split_at_gaps(tmp_path):
+    rows = [("a", "test", "kept", 10, 12), ("a", "test", "static", 11, 13), ("a", "test", "kept", 12, 14),
+            ("a", "test", "kept", 30, 32), ("a", "val", "kept", 2, 4), ("b", "test", "scene_cut", 5, 7)]
+    pd.DataFrame(rows, columns=["clip", "split", "status", "frame0", "frame1"]).assign(gap=1).to_csv(
+        tmp_path / "manifest.csv", index=False)
+    assert split_spans("test", 1, tmp_path) == [("a", 10, 14), ("a", 30, 32), ("b", 5, 7)]
+    assert split_spans("test", 2, tmp_path) == []
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("videos", "codec", "vp9", r"evaluate\.videos\.codec = 'vp9': expected one of: ffv1, h264"),
+    ("segments", "block_frames", 0, r"evaluate\.segments\.block_frames = 0: expected an integer >= 1"),
+    ("segments", "seconds", -1, r"evaluate\.segments\.seconds = -1: expected a number >= 0"),
+])
+def test_bad_segment_and_video_params_are_named(tmp_path, params_dict, section, key, value, message):
+    params_dict["evaluate"][section][key] = value
+    write_params(tmp_path, params_dict)
+    with pytest.raises(UserError, match=message):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_best_window_finds_the_planted_region():
+    gain = np.zeros((60, 80))
+    gain[20:30, 50:60] = 4.0
+    assert best_window(gain, 10) == (4.0, 20, 50)
+
+
+def test_side_by_side_video_is_lossless(tmp_path, params_dict):
+    truth, pre, fine = moving_texture(3, height=64, width=96, speed=4)
+    seg = Segment(Clip("sub/x.mkv", tmp_path / "x.mkv"), first=10, pairs=1, step=2, rate=Fraction(25),
+                  size=(64, 96), video_pairs=1)
+    opts = build(VideosOpts, params_dict["evaluate"]["videos"], "evaluate.videos.")
+    for folder in (tmp_path, tmp_path / "again"):
+        folder.mkdir(exist_ok=True)
+        movie = ClipMovie(seg, opts, folder, folder)
+        movie.frame(11, truth, {"pretrained": pre, "finetuned": fine}, interpolated=True)
+        movie.close()
+    for name in ("sub__x.mkv.mkv", "sub__x.mkv.png"):  # the same frames, the same bytes (DVC caches by content)
+        assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+    (frame,) = [f.image for f in decode(tmp_path / "sub__x.mkv.mkv")]
+    assert frame.shape == (2 * (64 + LABEL_HEIGHT), 3 * 96, 3)
+    assert np.array_equal(frame[LABEL_HEIGHT:LABEL_HEIGHT + 64, 96:192], pre)
+    assert np.array_equal(frame[LABEL_HEIGHT:LABEL_HEIGHT + 64, 192:], fine)
+    assert (tmp_path / "sub__x.mkv.png").is_file()
+
+
+class Counting:
+    """A predictor that records every (I0, I1, t) it is asked for, by the frames' bytes."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight, self.calls = weight, []
+
+    def __call__(self, img0: np.ndarray, img1: np.ndarray, timestep: float) -> np.ndarray:
+        for a, b in zip(img0, img1):
+            self.calls.append((hashlib.md5(a.tobytes()).hexdigest(), hashlib.md5(b.tobytes()).hexdigest(), timestep))
+        return blend(img0, img1, timestep) * self.weight
+
+
+@pytest.mark.slow  # runs extract in a subprocess
+def test_no_pair_is_predicted_twice_and_shared_triplets_score_as_alone(tmp_path, params_dict, monkeypatch):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=1))
+    params_dict["sources"]["videos"] = "clips"
+    params_dict["evaluate"]["methods"] = ["finetuned", "pretrained"]
+    params_dict["train"]["arch"] = "hdv3"  # as evaluate resolves it from the checkpoint
+    write_params(tmp_path, params_dict)
+    assert run_module("pipeline.extract", tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    params = load_params()
+    rows = split_triplets("test")
+    segments = plan_segments(rows, params)
+    assert len(segments) == 1 and segments[0].pairs >= 3
+    predictors = {"finetuned": Counting(0.99), "pretrained": Counting(1.0)}
+    scores, rebuilder = score_with_segments(rows, predictors, params, segments, {})
+    for predictor in predictors.values():
+        assert len(predictor.calls) == len(set(predictor.calls))  # every pair once, triplets and segment together
+        assert len(predictor.calls) == len(rows) + segments[0].pairs - len(rebuilder.triplet_scores)
+    alone = score_triplets(rows, {n: Counting(p.weight) for n, p in predictors.items()}, params.evaluate.metrics,
+                           params.evaluate.round_prediction)
+    pd.testing.assert_frame_equal(scores, alone[scores.columns])
+    assert len(rebuilder.triplet_scores) >= 2
+    assert Path("results/evaluate/videos/a.avi.mkv").is_file()
+    # the footage changed since extract, or is gone: one line naming the clip
+    make_clip(Path("clips/a.avi"), moving_texture(40, speed=1, seed=5))
+    with pytest.raises(UserError, match=r"clips/a.avi: frame \d+ differs from .*\(the footage changed since extract\)"):
+        next(interval_frames(plan_segments(rows, params)[0]))
+    Path("clips/a.avi").unlink()
+    make_clip(Path("clips/b.avi"), moving_texture(40, speed=1))
+    with pytest.raises(UserError, match="clip a.avi of data/triplets/manifest.csv is not there any more"):
+        plan_segments(rows, params)
