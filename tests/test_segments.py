@@ -167,3 +167,18 @@ def test_no_pair_is_predicted_twice_and_shared_triplets_score_as_alone(tmp_path,
     make_clip(Path("clips/b.avi"), moving_texture(40, speed=1))
     with pytest.raises(UserError, match="clip a.avi of data/triplets/manifest.csv is not there any more"):
         plan_segments(rows, params)
+
+
+@pytest.mark.parametrize("arch, step", [("hdv3", 2), ("4.18", 4)])
+def test_segments_of_gap_2_keep_what_the_model_can_rebuild(tmp_path, params_dict, monkeypatch, arch, step):
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=1))
+    params_dict["sources"]["videos"] = "clips"
+    params_dict["extract"]["gap"] = 2
+    params_dict["train"]["arch"] = arch  # as evaluate resolves it from the checkpoint
+    write_params(tmp_path, params_dict)
+    assert run_module("pipeline.extract", tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    segments = plan_segments(split_triplets("test"), load_params())
+    assert segments and segments[0].step == step  # HDv3 predicts only t = 0.5: one frame in two
+    assert segments[0].timesteps == [k / step for k in range(1, step)]

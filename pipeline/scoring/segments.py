@@ -34,7 +34,7 @@ from pipeline.core.paths import TRIPLETS_DIR
 from pipeline.footage.sources import Clip, discover
 from pipeline.footage.triplets import split_spans
 from pipeline.footage.video import change_score, nearer_frames, probe, read_image, thumbnail
-from pipeline.models import check_timesteps
+from pipeline.models import ARCHITECTURES, check_timesteps
 from pipeline.scoring.batches import MAX_BATCH_PIXELS, Predictor
 from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream
 from pipeline.scoring.metrics import METRICS, prediction_to_255
@@ -88,6 +88,11 @@ def plan_segments(rows: pd.DataFrame, params: Params) -> list[Segment]:
     if opts.seconds == 0 or rows.empty:
         return []
     gap = int(rows["gap"].min())
+    # A model without a timestep input (HDv3) can only rebuild one frame in two, whatever the triplets' gap
+    step = 2 * gap if ARCHITECTURES[params.train.arch].supports_timestep else 2
+    if step != 2 * gap:
+        log.info("train.arch = %s predicts only the middle frame: segments keep one frame in 2, not in %d",
+                 params.train.arch, 2 * gap)
     footage = discover(Path(params.sources.videos), skip_unreadable=True)
     clips = {clip.name: clip for clip in footage.clips}
     vimeo = {entry.name for entry in footage.vimeo}
@@ -103,19 +108,19 @@ def plan_segments(rows: pd.DataFrame, params: Params) -> list[Segment]:
         clip = clips[name]
         rate, size = _clip_info(clip)
         last = min(last, first + math.floor(opts.seconds * rate))
-        pairs = (last - first) // (2 * gap)
+        pairs = (last - first) // step
         if pairs < 1:
             continue
         size = size or read_image(clip.frames[0]).shape[:2]
         video_pairs = 0
         if name in filmed and not any(s.clip.name == name for s in segments):
-            video_pairs = min(pairs, math.floor(videos.seconds * rate) // (2 * gap))
-        segments.append(Segment(clip, first, pairs, 2 * gap, rate, tuple(size), video_pairs))
+            video_pairs = min(pairs, math.floor(videos.seconds * rate) // step)
+        segments.append(Segment(clip, first, pairs, step, rate, tuple(size), video_pairs))
     if vimeo:
         log.info("%d Vimeo-90K entries: single triplets, no segment to rebuild", len(vimeo))
     if segments:
         check_timesteps(params.train.arch, segments[0].timesteps,
-                        f"the rebuilt test segments (one frame in {2 * gap} kept)")
+                        f"the rebuilt test segments (one frame in {step} kept)")
     return segments
 
 
