@@ -238,7 +238,8 @@ def test_freeze_then_all_trains_only_the_finest_block_first(cfg):
     ({"schedule": "cosine"}, "train.schedule = 'cosine': expected one of: constant, warmup_constant"),
     ({"warmup_steps": 400}, "train.warmup_steps = 400 is longer than the run"),
     ({"warmup_steps": 1.5}, "train.warmup_steps = 1.5: expected a number of steps"),
-    ({"schedules.step.milestones": [100, 400]}, "train.schedules.step.milestones has 400, outside the run"),
+    ({"schedule": "step", "schedules.step.milestones": [100, 400]},
+     "train.schedules.step.milestones has 400, outside the run"),
     ({"schedules.linear.end": 2.0}, "train.schedules.linear.end = 2.0: expected a number >= 0 and <= 1"),
     ({"freeze.preset": "freeze_then_all", "freeze.groups": {"block0": 10}},
      "train.freeze.preset = freeze_then_all already decides what is frozen; leave train.freeze.groups empty"),
@@ -255,6 +256,15 @@ def test_inconsistent_strategies_stop_at_load(params_dict, change, message):
     with pytest.raises(UserError) as err:
         build(Params, params_dict, "", "params.yaml")
     assert message in str(err.value)
+
+
+def test_options_of_a_schedule_not_chosen_are_not_checked_against_the_run(params_dict):
+    params_dict["train"].update(steps=4, schedule="warmup_constant", warmup_steps=1)
+    params_dict["train"]["schedules"]["step"]["milestones"] = [100, 200]  # steps, outside a 4-step run
+    assert build(Params, params_dict, "", "params.yaml").train.steps == 4
+    params_dict["train"]["schedule"] = "step"
+    with pytest.raises(UserError, match="milestones has 100, outside the run"):
+        build(Params, params_dict, "", "params.yaml")
 
 
 def test_an_unknown_group_lists_the_architectures_groups(cfg):

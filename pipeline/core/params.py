@@ -258,7 +258,7 @@ def _check_consistency(p: Params) -> None:
     if to_steps(t.warmup_steps, t.steps) > t.steps:
         raise UserError(f"params: train.warmup_steps = {t.warmup_steps} is longer than the run "
                         f"(train.steps = {t.steps})")
-    for milestone in t.schedules.step.milestones:
+    for milestone in t.schedules.step.milestones if t.schedule == "step" else ():  # only the chosen one is read
         if not 0 < to_steps(milestone, t.steps) < t.steps:
             raise UserError(f"params: train.schedules.step.milestones has {milestone}, outside the run "
                             f"(train.steps = {t.steps}); milestones fall between step 1 and the last step")
