@@ -39,7 +39,7 @@ def test_repro_on_the_defaults_with_clips_of_three_sizes(tmp_path):
     assert "c176x144.avi is 176x144: cropped at 128x128 (augment.crop = 224 does not fit)" in log
     plan = pd.read_csv(root / "data/augmented/plan.csv")
     assert set(plan.crop) == {128, 224}
-    assert set(plan[plan.clip == "c176x144.avi"].crop) == {128}
+    assert set(plan[plan["clip"] == "c176x144.avi"].crop) == {128}
     metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
     assert set(metrics["per_gap"]) == {"1", "2"}
     assert sum(entry["triplets"] for entry in metrics["per_gap"].values()) == metrics["triplets"]

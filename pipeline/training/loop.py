@@ -76,8 +76,9 @@ def quiet_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
-# Loader workers start as fresh processes: a worker forked from the training process inherits the state of the
-# thread pools (OpenCV's, OpenMP's) it was using, and one was seen to hang for good in its first OpenCV call.
+# Loader workers start as fresh processes: a worker forked from the running training process inherits its threads'
+# locks in whatever state they were, and such a worker hung for good before its first batch (twice, on this
+# project's CPU machine); a spawned one starts clean (it imports torch again, once per run).
 WORKER_START = "spawn"
 
 
