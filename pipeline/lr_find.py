@@ -1,8 +1,9 @@
 """Stage ``lr_find``: a learning-rate range test from the pretrained weights.
 
-Reads: ``data/augmented/``, ``models/pretrained/flownet.pkl``; params ``base``, ``train`` (architecture,
-batch, groups, optimizer, loss) and ``lr_find``. Writes ``results/lr_find/``: ``curve.tsv`` (rate, loss and
-smoothed loss at each step; a dvc plot), ``metrics.json`` (the suggested rates) and ``lr_find.png``.
+Reads: ``data/augmented/plan.csv`` and the frames of ``data/triplets/`` it names, ``models/pretrained/flownet.pkl``;
+params ``base``, ``train`` (architecture, batch, groups, optimizer, loss, loader workers) and ``lr_find``. Writes
+``results/lr_find/``: ``curve.tsv`` (rate, loss and smoothed loss at each step; a dvc plot), ``metrics.json`` (the
+suggested rates) and ``lr_find.png``.
 
 The base rate grows exponentially from ``min_lr`` to ``max_lr``, one training step at each rate (every group
 at its multiple of it, as in training; ``train.freeze`` does not apply: the test probes every group); the loss is smoothed exponentially (bias-corrected) and the test

@@ -1,6 +1,7 @@
 """Stage ``train``: fine-tune the pretrained flow network with Hugging Face Accelerate.
 
-Reads: ``data/augmented/`` (training crops), ``data/triplets/`` (val split), ``models/pretrained/flownet.pkl``;
+Reads: ``data/augmented/plan.csv`` (the training views), ``data/triplets/`` (the frames the views are made from, and
+the val split), ``models/pretrained/flownet.pkl``;
 params ``lr``, ``base``, ``train``. Writes: ``models/finetuned/flownet.pkl`` (official key layout) and
 ``results/train/`` (dvclive: loss, learning rate per group, validation PSNR/SSIM, by optimizer step; the
 validation at step 0 scores the pretrained weights, and ``metrics.json`` ends with ``val.gain``, the kept weights'
@@ -35,7 +36,8 @@ from tqdm import tqdm
 from pipeline.core.errors import EXIT_INTERRUPTED, UserError, user_facing
 from pipeline.core.params import Params, load_params
 from pipeline.core.atomic import atomic_dir
-from pipeline.core.paths import AUGMENTED_DIR, FINETUNED, PRETRAINED, TRAIN_LIVE, TRAIN_RESULTS
+from pipeline.core.paths import (AUGMENTED_DIR, FINETUNED, PLAN_FILE, PRETRAINED, TRAIN_LIVE, TRAIN_RESULTS,
+                                 TRIPLETS_DIR)
 from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, load_checkpoint, read_checkpoint, save_checkpoint, with_resolved_arch
 from pipeline.scoring.batches import score_rows
@@ -130,7 +132,7 @@ def run(params: Params) -> None:
         if extra is not None:
             accelerator.register_for_checkpointing(extra)
     key = fingerprint(params.lr, params.base, cfg, accelerator.num_processes,
-                      files=(PRETRAINED, AUGMENTED_DIR / "manifest.csv"))
+                      files=(PRETRAINED, AUGMENTED_DIR / PLAN_FILE, TRIPLETS_DIR / "manifest.csv"))
     state = TrainState(accelerator, key)
     start = state.restore()
     if accelerator.is_main_process:

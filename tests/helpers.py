@@ -28,7 +28,7 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
 TINY = {
     "lr": 3.0e-5,
     "extract": {"max_per_clip": 2},
-    "augment": {"crop": 64, "crops_per_triplet": 2},
+    "augment": {"crop": 64, "views_per_triplet": 2},
     "train": {"steps": 3, "batch_size": 2, "schedule": "warmup_constant", "warmup_steps": 1, "val_every": 3,
               "val_max_triplets": 1, "checkpoint_every": 2},
     "evaluate": {"max_triplets": 2, "bootstrap_samples": 200,

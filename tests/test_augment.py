@@ -1,4 +1,5 @@
-"""Stage augment: transform identities, identical transforms on the three frames, seeded byte-identical output."""
+"""Stage augment and the views it plans: transform identities, identical transforms on the three frames, a seeded
+byte-identical plan, and views that a probability change does not move."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.augment import (augment_triplet, channel_reverse, crop_for, downscale, hflip, jitter, rotate,
-                              temporal_reverse, vflip)
+from pipeline.augment import plan_views
 from pipeline.core.params import Augment, build
+from pipeline.footage.views import (apply_view, channel_reverse, crop_for, downscale, draw_view, hflip, jitter, rotate,
+                                    temporal_reverse, vflip)
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
 
 FRAMES = np.random.default_rng(0).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
@@ -16,6 +18,13 @@ FRAMES = np.random.default_rng(0).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8
 
 def augment_cfg(params_dict: dict, **changes) -> Augment:
     return build(Augment, {**params_dict["augment"], **changes}, "augment.")
+
+
+def augment_triplet(frames: np.ndarray, timestep: float, cfg: Augment, rng: np.random.Generator,
+                    size: int | None = None) -> tuple[np.ndarray, dict]:
+    """A view drawn for ``frames`` and applied to them, as the training loader does."""
+    view = draw_view(frames.shape[1], frames.shape[2], timestep, cfg, rng, size or cfg.crop)
+    return apply_view(frames, view), view
 
 
 @pytest.mark.parametrize("transform", [hflip, vflip, channel_reverse, lambda f: rotate(f, 2)],
@@ -68,11 +77,11 @@ def test_a_probability_change_does_not_move_the_crops(params_dict):
 
 
 @pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
-def test_augment_is_byte_identical_for_the_same_seed(tmp_path, params_dict):
+def test_augment_writes_the_same_plan_for_the_same_seed_and_no_pixels(tmp_path, params_dict):
     (tmp_path / "clips").mkdir()
     make_clip(tmp_path / "clips/a.avi", moving_texture(30))
     params_dict["sources"]["videos"] = "clips"
-    params_dict["augment"].update(crop=64, jitter=0.5)
+    params_dict["augment"].update(crop=64, jitter=0.5, views_per_triplet=3)
     write_params(tmp_path, params_dict)
     assert run_module("pipeline.extract", tmp_path).returncode == 0
     digests = []
@@ -81,16 +90,20 @@ def test_augment_is_byte_identical_for_the_same_seed(tmp_path, params_dict):
         assert done.returncode == 0, done.stderr
         digests.append(tree_digest(tmp_path / "data/augmented"))
     assert digests[0] == digests[1]
-    samples = np.load(tmp_path / "data/augmented/samples_64.npy")
-    manifest = pd.read_csv(tmp_path / "data/augmented/manifest.csv")
-    assert samples.shape[1:] == (3, 64, 64, 3) and len(manifest) == len(samples)
-    assert {"hflip", "vflip", "channel_reverse", "reversed", "rotation", "brightness", "contrast",
-            "timestep"} <= set(manifest.columns)
-    assert (manifest.brightness != 1.0).any() and set(manifest.timestep) == {0.5}
+    assert [p.name for p in (tmp_path / "data/augmented").iterdir()] == ["plan.csv"]
+    plan = pd.read_csv(tmp_path / "data/augmented/plan.csv")
+    triplets = pd.read_csv(tmp_path / "data/triplets/manifest.csv")
+    train = triplets[(triplets.split == "train") & (triplets.status == "kept")]
+    assert len(plan) == 3 * len(train) and list(plan.view) == list(range(len(plan)))
+    assert list(plan.triplet) == [t for t in train.triplet for _ in range(3)]
+    assert {"path0", "path_t", "path1", "crop", "scale", "top", "left", "hflip", "vflip", "channel_reverse",
+            "reversed", "rotation", "brightness", "contrast", "timestep"} <= set(plan.columns)
+    assert (plan.brightness != 1.0).any() and set(plan.timestep) == {0.5} and set(plan.crop) == {64}
+    assert plan.top.between(0, 96 - 64).all() and plan.left.between(0, 128 - 64).all()
 
 
 @pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
-def test_crop_is_an_upper_bound_and_clips_of_two_sizes_give_two_arrays(tmp_path, params_dict):
+def test_crop_is_an_upper_bound_and_each_clip_gets_the_largest_that_fits(tmp_path, params_dict):
     (tmp_path / "clips").mkdir()
     make_clip(tmp_path / "clips/small.avi", moving_texture(30))  # 128x96: cropped at 96
     make_clip(tmp_path / "clips/large.avi", moving_texture(30, height=160, width=192, seed=1))  # 160 fits 128
@@ -101,12 +114,17 @@ def test_crop_is_an_upper_bound_and_clips_of_two_sizes_give_two_arrays(tmp_path,
     done = run_module("pipeline.augment", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "small.avi is 128x96: cropped at 96x96" in done.stderr and "large.avi is" not in done.stderr
-    manifest = pd.read_csv(tmp_path / "data/augmented/manifest.csv")
-    assert set(manifest[manifest["clip"] == "small.avi"].crop) == {96}
-    assert set(manifest[manifest["clip"] == "large.avi"].crop) == {128}
-    for side in (96, 128):
-        stored = np.load(tmp_path / f"data/augmented/samples_{side}.npy")
-        assert stored.shape == ((manifest.crop == side).sum(), 3, side, side, 3)
+    plan = pd.read_csv(tmp_path / "data/augmented/plan.csv")
+    assert set(plan[plan["clip"] == "small.avi"].crop) == {96}
+    assert set(plan[plan["clip"] == "large.avi"].crop) == {128}
+
+
+def test_the_old_key_crops_per_triplet_names_its_new_name(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    params_dict["augment"]["crops_per_triplet"] = params_dict["augment"].pop("views_per_triplet")
+    write_params(tmp_path, params_dict)
+    assert_user_error(run_module("pipeline.augment", tmp_path), "augment.crops_per_triplet was renamed",
+                      "augment.views_per_triplet")
 
 
 def test_a_frame_under_64_pixels_names_the_clip(tmp_path, params_dict):
@@ -142,3 +160,20 @@ def test_downscaled_views_are_recorded_and_a_probability_change_moves_no_other_d
     assert all(0.5 <= r["scale"] < 1.0 for r in records[1.0])
     flags = ("hflip", "vflip", "channel_reverse", "reversed", "rotation")
     assert [[r[k] for k in flags] for r in records[0.0]] == [[r[k] for k in flags] for r in records[1.0]]
+
+
+@pytest.mark.parametrize("key, moved", [("hflip", {"hflip"}), ("vflip", {"vflip"}),
+                                        ("channel_reverse", {"channel_reverse"}),
+                                        ("temporal_reverse", {"reversed", "timestep"}), ("rotate", {"rotation"}),
+                                        ("jitter", {"brightness", "contrast"})])
+def test_a_probability_change_moves_no_other_view_of_the_plan(params_dict, key, moved):
+    triplets = pd.DataFrame({"triplet": range(8), "clip": ["a"] * 4 + ["b"] * 4, "path0": "x", "path_t": "y",
+                             "path1": "z", "height": [96] * 4 + [200] * 4, "width": [128] * 4 + [300] * 4,
+                             "timestep": 0.25})
+    plans = [plan_views(triplets, augment_cfg(params_dict, **{"crop": 64, "jitter": 0.0, key: p}), seed=3)
+             for p in (0.3, 0.8)]
+    kept = [c for c in plans[0].columns if c not in moved]
+    pd.testing.assert_frame_equal(plans[0][kept], plans[1][kept])
+    changed = plans[0][sorted(moved)] != plans[1][sorted(moved)]
+    assert changed.any(axis=1).any()
+    assert (changed.any(axis=1) == changed.all(axis=1)).all()  # a view whose transform fired in one plan only

@@ -1,40 +1,65 @@
-"""Training batches from crops of several sizes: every batch stacks, and a resumed run sees the same batches."""
+"""Training batches from planned views of several crop sizes: every batch stacks, the same plan gives the same
+batches bit for bit (with or without loader workers), and a resumed run sees the same batches."""
 
 from __future__ import annotations
 
 import itertools
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
+from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
-from pipeline.core.paths import AUGMENTED_DIR, samples_file
-from pipeline.training.loop import SizeGroupedBatches, TrainSamples, batches, make_accelerator, make_loader
+from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE, TRIPLETS_DIR
+from pipeline.training.loop import SizeGroupedBatches, TrainViews, batches, make_accelerator, make_loader
 
-SIZES = [64] * 5 + [96] * 7 + [64] * 4  # two crop sizes, interleaved as augment writes them (triplet order)
-
-
-def write_samples(root, sizes=SIZES) -> None:
-    folder = root / AUGMENTED_DIR
-    folder.mkdir(parents=True)
-    for side in sorted(set(sizes)):
-        count = sizes.count(side)
-        values = np.arange(count, dtype=np.uint8)[:, None, None, None, None] + side
-        np.save(folder / samples_file(side), np.broadcast_to(values, (count, 3, side, side, 3)).copy())
-    pd.DataFrame({"sample": range(len(sizes)), "crop": sizes, "timestep": 0.5}).to_csv(folder / "manifest.csv",
-                                                                                        index=False)
+SIZES = [64] * 5 + [96] * 7 + [64] * 4  # two crop sizes, interleaved as augment plans them (triplet order)
 
 
-def test_samples_of_each_size_come_from_their_own_array_in_order(tmp_path):
-    write_samples(tmp_path)
-    samples = TrainSamples(tmp_path / AUGMENTED_DIR)
-    assert len(samples) == 16
-    img0, _, _, t = samples[5]  # the first 96 sample
-    assert img0.shape == (3, 96, 96) and float(img0[0, 0, 0]) == pytest.approx(96 / 255) and float(t) == 0.5
-    img0 = samples[12][0]  # the sixth 64 sample
-    assert img0.shape == (3, 64, 64) and float(img0[0, 0, 0]) == pytest.approx((64 + 5) / 255)
+def write_views(root, sizes=SIZES) -> None:
+    """A triplet of frames per view, stored as extract does (PNG, RGB), each frame filled with one value that
+    tells the view and the frame apart, and a plan that crops it with a few transforms."""
+    frames = root / TRIPLETS_DIR / "frames"
+    frames.mkdir(parents=True)
+    rows = []
+    for view, side in enumerate(sizes):
+        paths = []
+        for k in range(3):
+            image = np.full((side + 16, side + 40, 3), (view, k, 200), np.uint8)
+            image[:, :, 2] = np.arange(side + 40, dtype=np.uint8)  # a ramp across: shows flips
+            cv2.imwrite(str(frames / f"{view}_{k}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            paths.append(f"frames/{view}_{k}.png")
+        rows.append({"view": view, "triplet": view, "clip": "c", "path0": paths[0], "path_t": paths[1],
+                     "path1": paths[2], "height": side + 16, "width": side + 40, "crop": side, "scale": 1.0,
+                     "top": view % 16, "left": view, "channel_reverse": False, "vflip": view % 2 == 1,
+                     "hflip": view % 3 == 0, "reversed": view % 4 == 0, "rotation": 90 * (view % 4),
+                     "brightness": 1.0, "contrast": 1.0, "timestep": 0.5})
+    (root / AUGMENTED_DIR).mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(root / AUGMENTED_DIR / PLAN_FILE, index=False)
+
+
+def test_views_are_made_from_the_frames_as_the_plan_says(tmp_path):
+    write_views(tmp_path)
+    views = TrainViews(tmp_path / AUGMENTED_DIR / PLAN_FILE, tmp_path / TRIPLETS_DIR)
+    assert len(views) == 16 and list(views.sizes) == SIZES
+    img0, img_t, img1, t = views[5]  # the first 96 view: vflip, rotation 90, left = 5
+    assert img0.shape == (3, 96, 96) and float(t) == 0.5
+    assert float(img0[0, 0, 0]) == pytest.approx(5 / 255) and float(img_t[1, 0, 0]) == pytest.approx(1 / 255)
+    ramp = np.rot90(np.arange(5, 5 + 96)[None].repeat(96, 0)[::-1], 1)  # vflip, then a quarter turn
+    assert np.array_equal((img0[2] * 255).round().numpy(), ramp)
+    img0, _, img1, _ = views[12]  # reversed: I1 comes first
+    assert float(img0[1, 0, 0]) == pytest.approx(2 / 255) and float(img1[1, 0, 0]) == 0.0
+
+
+def test_a_missing_frame_stops_before_training_naming_the_file(tmp_path):
+    write_views(tmp_path)
+    (tmp_path / TRIPLETS_DIR / "frames/7_1.png").unlink()
+    with pytest.raises(UserError, match=r"frames/7_1.png: missing \(the augment plan uses it\); run `dvc repro extract`"):
+        TrainViews(tmp_path / AUGMENTED_DIR / PLAN_FILE, tmp_path / TRIPLETS_DIR)
 
 
 def test_batches_share_a_size_and_the_order_depends_only_on_seed_and_epoch():
@@ -49,21 +74,71 @@ def test_batches_share_a_size_and_the_order_depends_only_on_seed_and_epoch():
     assert list(sampler) != first
 
 
-def test_the_loader_stacks_mixed_sizes_and_resumes_mid_epoch_on_the_same_batches(tmp_path, monkeypatch, params_dict):
-    write_samples(tmp_path)
-    params_dict["train"].update(batch_size=2, arch="hdv3")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))
-    monkeypatch.chdir(tmp_path)
+def prepared_loader(root, monkeypatch, params_dict, workers: int = 0):
+    params_dict["train"].update(batch_size=2, arch="hdv3", num_workers=workers)
+    (root / "params.yaml").write_text(yaml.safe_dump(params_dict))
+    monkeypatch.chdir(root)
     params = load_params()
     accelerator = make_accelerator(params)
-    loader = accelerator.prepare(make_loader(params, accelerator))
+    return accelerator, accelerator.prepare(make_loader(params, accelerator))
+
+
+def batch_stream(accelerator, loader, start: int, count: int) -> list[np.ndarray]:
+    return [torch.stack(batch[:3]).numpy().copy() for batch in itertools.islice(batches(accelerator, loader, start), count)]
+
+
+def test_the_loader_stacks_mixed_sizes_and_resumes_mid_epoch_on_the_same_batches(tmp_path, monkeypatch, params_dict):
+    write_views(tmp_path)
+    accelerator, loader = prepared_loader(tmp_path, monkeypatch, params_dict)
     assert len(loader) == 4 + 3  # 9 // 2 of 64, 7 // 2 of 96
 
     def stream(start: int, count: int) -> list[np.ndarray]:
-        return [frames.numpy().copy() for frames, *_ in itertools.islice(batches(accelerator, loader, start), count)]
+        return batch_stream(accelerator, loader, start, count)
 
     whole = stream(0, 25)  # two and a half epochs
-    assert {b.shape[-1] for b in whole} == {64, 96} and all(len(b) == 2 for b in whole)
+    assert {b.shape[-1] for b in whole} == {64, 96} and all(b.shape[1] == 2 for b in whole)
     for start in (4, 10, 13):
         resumed = stream(start, 25 - start)
         assert all(np.array_equal(a, b) for a, b in zip(whole[start:], resumed))
+
+
+@pytest.mark.slow  # starts loader worker processes
+def test_the_same_plan_gives_bit_identical_batches_with_and_without_workers(tmp_path, monkeypatch, params_dict):
+    write_views(tmp_path)
+    accelerator, loader = prepared_loader(tmp_path, monkeypatch, params_dict)
+    alone = batch_stream(accelerator, loader, 0, 10)
+    accelerator, loader = prepared_loader(tmp_path, monkeypatch, params_dict, workers=2)
+    workers = batch_stream(accelerator, loader, 0, 10)
+    assert len(alone) == len(workers) == 10
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(alone, workers))
+
+
+@pytest.mark.slow  # starts a loader worker process
+def test_a_frame_that_breaks_in_a_worker_is_one_line(tmp_path, monkeypatch, params_dict):
+    write_views(tmp_path)
+    accelerator, loader = prepared_loader(tmp_path, monkeypatch, params_dict, workers=1)
+    for path in (tmp_path / TRIPLETS_DIR / "frames").iterdir():
+        path.write_bytes(b"not a png")
+    with pytest.raises(UserError) as caught:
+        batch_stream(accelerator, loader, 0, 1)
+    assert "\n" not in str(caught.value) and str(caught.value).endswith("cannot be read as an image (corrupt or "
+                                                                       "unsupported format)")
+
+
+def test_the_plan_reads_back_exactly(tmp_path):
+    write_views(tmp_path)
+    path = tmp_path / AUGMENTED_DIR / PLAN_FILE
+    plan = pd.read_csv(path)
+    plan["brightness"] = np.random.default_rng(0).uniform(0.9, 1.1, len(plan))
+    plan.to_csv(path, index=False)
+    views = TrainViews(path, tmp_path / TRIPLETS_DIR)
+    assert views.columns["brightness"].tolist() == plan["brightness"].tolist()
+
+
+def test_loader_workers_start_fresh_not_forked(tmp_path, monkeypatch, params_dict):
+    """A worker forked from the training process hung in its first batch (the train stage made no step in
+    140 s); spawned workers do not inherit the training process's thread pools."""
+    write_views(tmp_path)
+    _, loader = prepared_loader(tmp_path, monkeypatch, params_dict, workers=1)
+    assert loader.num_workers == 1 and loader.persistent_workers
+    assert loader.multiprocessing_context.get_start_method() == "spawn"

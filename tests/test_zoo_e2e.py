@@ -33,7 +33,7 @@ def test_a_4_26_checkpoint_fine_tunes_on_every_timestep_and_keeps_its_keys(tmp_p
         sh(root, *cmd)
     done = sh(root, "dvc", "repro", "train")
     assert "RIFE 4.26" in done.stdout + done.stderr  # fetch recognised it
-    timesteps = set(pd.read_csv(root / "data/augmented/manifest.csv")["timestep"].round(3))
+    timesteps = set(pd.read_csv(root / "data/augmented/plan.csv")["timestep"].round(3))
     assert len(timesteps) > 1 and timesteps <= {0.25, 0.5, 0.75}
     saved = torch.load(root / "models/finetuned/flownet.pkl", weights_only=True)
     assert saved.keys() == state.keys()  # the user's own key set, training-only tensors included

@@ -63,7 +63,7 @@ class Extract:
 @dataclass(frozen=True)
 class Augment:
     crop: int = field(metadata=bounds(64))  # upper bound: a smaller clip is cropped at the largest multiple of 32 that fits
-    crops_per_triplet: int = field(metadata=bounds(1))
+    views_per_triplet: int = field(metadata=bounds(1))  # rows of the plan per train triplet (no pixels stored)
     hflip: float = field(metadata=bounds(0.0, 1.0))
     vflip: float = field(metadata=bounds(0.0, 1.0))
     temporal_reverse: float = field(metadata=bounds(0.0, 1.0))
@@ -311,4 +311,17 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from None
+    _check_renamed(raw, str(path))
     return build(Params, raw, "", str(path))
+
+
+# Keys renamed since an earlier version: (section, old key) -> what to write instead and why
+RENAMED = {("augment", "crops_per_triplet"): "augment.views_per_triplet (augment now stores a plan of views, "
+                                             "drawn from the frames at training time, instead of the crops' pixels)"}
+
+
+def _check_renamed(raw: object, source: str) -> None:
+    """A key of an earlier version stops with one line naming its new name, not as an unknown key."""
+    for (section, old), new in RENAMED.items():
+        if isinstance(raw, dict) and isinstance(raw.get(section), dict) and old in raw[section]:
+            raise UserError(f"{source}: {section}.{old} was renamed {new}; rename the key")

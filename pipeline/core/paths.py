@@ -5,6 +5,7 @@ from pathlib import Path
 DEMO_DIR = Path("data/demo")
 TRIPLETS_DIR = Path("data/triplets")
 AUGMENTED_DIR = Path("data/augmented")
+PLAN_FILE = "plan.csv"  # in AUGMENTED_DIR: the training views, one row each (pipeline.footage.views)
 
 PRETRAINED = Path("models/pretrained/flownet.pkl")
 FINETUNED = Path("models/finetuned/flownet.pkl")
@@ -20,7 +21,3 @@ LR_FIND_RESULTS = Path("results/lr_find")
 SPLITS = ("train", "val", "test")
 KEPT = "kept"
 
-
-def samples_file(crop: int) -> str:
-    """The array of ``data/augmented`` holding the training crops of side ``crop`` (one array per crop size)."""
-    return f"samples_{crop}.npy"

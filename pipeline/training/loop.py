@@ -1,8 +1,10 @@
-"""The parts of a training run that ``train`` and ``lr_find`` share: the Accelerator, the stored samples and
-their loader, the endless batch stream, and one optimizer step.
+"""The parts of a training run that ``train`` and ``lr_find`` share: the Accelerator, the planned training views
+and their loader, the endless batch stream, and one optimizer step.
 
-Samples come in one array per crop size (footage smaller than ``augment.crop`` is cropped smaller); every
-batch holds samples of one size, drawn by :class:`SizeGroupedBatches`."""
+Each view of ``augment``'s plan is made when it is loaded: its triplet's frames are decoded from ``data/triplets``
+and cropped and transformed as the plan says, in ``train.num_workers`` loader processes (0: in the training
+process). Views of several crop sizes (footage smaller than ``augment.crop`` is cropped smaller) never share a
+batch: every batch holds views of one size, drawn by :class:`SizeGroupedBatches`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -21,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import Params
-from pipeline.core.paths import AUGMENTED_DIR, samples_file
+from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE, TRIPLETS_DIR
+from pipeline.footage.views import FRAME_COLUMNS, VIEW_COLUMNS, read_view
 from pipeline.models import check_timesteps
 from pipeline.training.losses import needs_teacher, rife_loss
 from pipeline.training.optim import drop_frozen_gradients
@@ -29,36 +33,53 @@ from pipeline.training.optim import drop_frozen_gradients
 log = logging.getLogger(__name__)
 
 
-class TrainSamples(Dataset):
-    """The stored augmented crops: item ``i`` is (I0, It, I1) as float CHW tensors in [0, 1] and the
-    target's timestep t (a 0-d float tensor). ``sizes[i]`` is its crop side."""
+class TrainViews(Dataset):
+    """The planned training views (``data/augmented/plan.csv``) made from the stored frames (``data/triplets``):
+    item ``i`` is (I0, It, I1) as float CHW tensors in [0, 1] and the target's timestep t (a 0-d float tensor),
+    decoded and transformed when it is asked for. ``sizes[i]`` is its crop side."""
 
-    def __init__(self, root: Path = AUGMENTED_DIR) -> None:
-        manifest_path = root / "manifest.csv"
-        if not manifest_path.is_file():
-            raise UserError(f"{manifest_path}: missing; run `dvc repro augment` first")
-        manifest = pd.read_csv(manifest_path)
-        self.timesteps = manifest["timestep"].to_numpy(np.float32)
-        self.sizes = manifest["crop"].to_numpy(np.int64)
-        self.arrays: dict[int, np.ndarray] = {}
-        for size in np.unique(self.sizes):
-            path = root / samples_file(int(size))
-            if not path.is_file():
-                raise UserError(f"{path}: missing; run `dvc repro augment` first")
-            self.arrays[int(size)] = np.load(path, mmap_mode="r")
-        # position of each sample within the array of its size (samples of a size are stored in manifest order)
-        self.positions = np.zeros(len(self.sizes), dtype=np.int64)
-        for size in self.arrays:
-            where = np.flatnonzero(self.sizes == size)
-            self.positions[where] = np.arange(len(where))
+    def __init__(self, plan_path: Path = AUGMENTED_DIR / PLAN_FILE, frames: Path = TRIPLETS_DIR) -> None:
+        if not plan_path.is_file():
+            raise UserError(f"{plan_path}: missing; run `dvc repro augment` first")
+        plan = pd.read_csv(plan_path)  # floats (scale, jitter factors, timestep) read back exactly as written
+        missing = sorted(set(FRAME_COLUMNS + VIEW_COLUMNS) - set(plan.columns))
+        if missing:
+            raise UserError(f"{plan_path}: no column {missing[0]}; run `dvc repro augment` again")
+        self.frames = frames
+        self.columns = {name: plan[name].to_numpy() for name in FRAME_COLUMNS + VIEW_COLUMNS}  # one array each
+        self.timesteps = plan["timestep"].to_numpy(np.float32)
+        self.sizes = plan["crop"].to_numpy(np.int64)
+        check_frames(plan, frames)
 
     def __len__(self) -> int:
         return len(self.sizes)
 
+    def sample(self, index: int) -> np.ndarray:
+        """View ``index`` as (3, crop, crop, 3) uint8 RGB (I0, It, I1)."""
+        return read_view({name: values[index] for name, values in self.columns.items()}, self.frames)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        stored = self.arrays[int(self.sizes[index])][self.positions[index]]
-        frames = torch.from_numpy(np.array(stored)).permute(0, 3, 1, 2).float().div_(255.0)
+        frames = torch.from_numpy(self.sample(index)).permute(0, 3, 1, 2).float().div_(255.0)
         return frames[0], frames[1], frames[2], torch.tensor(self.timesteps[index])
+
+
+def check_frames(plan: pd.DataFrame, root: Path) -> None:
+    """Every frame file the plan names is there (a missing one stops the stage before training starts)."""
+    for name in pd.unique(plan[FRAME_COLUMNS].to_numpy().ravel()):
+        if not (root / name).is_file():
+            raise UserError(f"{root / name}: missing (the augment plan uses it); run `dvc repro extract` "
+                            "or `dvc checkout data/triplets`")
+
+
+def quiet_worker(worker_id: int) -> None:
+    """A loader worker decodes on one thread: the training process already uses every core."""
+    cv2.setNumThreads(1)
+
+
+# Loader workers start as fresh processes: a worker forked from the running training process inherits its threads'
+# locks in whatever state they were, and such a worker hung for good before its first batch (twice, on this
+# project's CPU machine); a spawned one starts clean (it imports torch again, once per run).
+WORKER_START = "spawn"
 
 
 class SizeGroupedBatches(Sampler[list[int]]):
@@ -133,20 +154,24 @@ def use_cpu_cores(accelerator: Accelerator) -> None:
 
 
 def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
-    """A shuffled, seeded loader over ``data/augmented`` in batches of ``train.batch_size`` per process."""
-    samples = TrainSamples(AUGMENTED_DIR)
-    check_timesteps(params.train.arch, samples.timesteps, str(AUGMENTED_DIR))
+    """A shuffled, seeded loader over the views of ``data/augmented/plan.csv`` in batches of ``train.batch_size``
+    per process, made by ``train.num_workers`` worker processes (kept for the whole run)."""
+    views = TrainViews()
+    check_timesteps(params.train.arch, views.timesteps, str(AUGMENTED_DIR / PLAN_FILE))
     per_step = params.train.batch_size * accelerator.num_processes
-    batch_sampler = SizeGroupedBatches(samples.sizes, params.train.batch_size, params.base.seed)
+    batch_sampler = SizeGroupedBatches(views.sizes, params.train.batch_size, params.base.seed)
     if len(batch_sampler) < accelerator.num_processes:
-        raise UserError(f"data/augmented holds {len(samples)} samples, fewer than one batch of one crop size "
-                        f"(train.batch_size {params.train.batch_size} x {accelerator.num_processes} processes)")
-    for size in np.unique(samples.sizes):
-        count = int((samples.sizes == size).sum())
+        raise UserError(f"{AUGMENTED_DIR / PLAN_FILE} holds {len(views)} views, fewer than one batch of one crop "
+                        f"size (train.batch_size {params.train.batch_size} x {accelerator.num_processes} processes)")
+    for size in np.unique(views.sizes):
+        count = int((views.sizes == size).sum())
         if count < per_step:
-            log.warning("the %d samples of %dx%d are fewer than one batch and are never trained on; raise "
-                        "augment.crops_per_triplet or lower train.batch_size", count, size, size)
-    return DataLoader(samples, batch_sampler=batch_sampler, num_workers=params.train.num_workers)
+            log.warning("the %d views of %dx%d are fewer than one batch and are never trained on; raise "
+                        "augment.views_per_triplet or lower train.batch_size", count, size, size)
+    workers = params.train.num_workers
+    return DataLoader(views, batch_sampler=batch_sampler, num_workers=workers, persistent_workers=workers > 0,
+                      worker_init_fn=quiet_worker if workers else None,
+                      multiprocessing_context=WORKER_START if workers else None)
 
 
 def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterator:
@@ -154,7 +179,11 @@ def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterato
     epoch, skip = divmod(start, len(loader))
     while True:
         loader.set_epoch(epoch)
-        yield from (accelerator.skip_first_batches(loader, skip) if skip else loader)
+        try:
+            yield from (accelerator.skip_first_batches(loader, skip) if skip else loader)
+        except UserError as err:  # from a loader worker, torch puts the worker's traceback in the message
+            raise UserError(str(err).strip().splitlines()[-1].removeprefix(f"{UserError.__module__}.UserError: ")) \
+                from None
         epoch, skip = epoch + 1, 0
 
 

@@ -2,8 +2,9 @@
 
     python -m tests.benchmarks.bench_train [--steps 30]
 
-Needs the outputs of `dvc repro augment` and the pretrained checkpoint (``data/augmented``,
-``models/pretrained``). Prints, all measured in the same run on the same model, batch and crop size:
+Needs the outputs of `dvc repro augment` and the pretrained checkpoint (``data/triplets``, ``data/augmented``,
+``models/pretrained``). The data wait of the plan loader against its step time, and against the stored crops of
+earlier versions, has its own benchmark: ``bench_loader``. Prints, all measured in the same run on the same model, batch and crop size:
 
 1. samples/s of ``python -m pipeline.train`` against a minimal plain-PyTorch loop (target: ratio >= 0.95);
 2. the share of a training step spent waiting for data (target: under 5%);
@@ -24,15 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.core.params import load_params
+from pipeline.core.paths import PLAN_FILE
 from pipeline.models import load_checkpoint, with_resolved_arch
-from pipeline.training.loop import TrainSamples
+from pipeline.training.loop import TrainViews
 from pipeline.training.losses import needs_teacher, rife_loss
 from pipeline.training.optim import build_optimizer
 
@@ -63,17 +64,12 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
-def enlarged_samples(src: Path, dest: Path, copies: int) -> None:
-    """``dest`` holds the training samples of ``src`` repeated ``copies`` times (a bigger dataset)."""
+def enlarged_plan(src: Path, dest: Path, copies: int) -> None:
+    """``dest`` holds the training views of ``src`` repeated ``copies`` times (a bigger training set)."""
     dest.mkdir(parents=True)
-    samples = np.load(src / "samples.npy", mmap_mode="r")
-    out = np.lib.format.open_memmap(dest / "samples.npy", mode="w+", dtype=np.uint8,
-                                    shape=(len(samples) * copies, *samples.shape[1:]))
-    for i in range(copies):
-        out[i * len(samples):(i + 1) * len(samples)] = samples
-    out.flush()
-    manifest = pd.read_csv(src / "manifest.csv")
-    pd.concat([manifest] * copies, ignore_index=True).to_csv(dest / "manifest.csv", index=False)
+    plan = pd.concat([pd.read_csv(src / PLAN_FILE)] * copies, ignore_index=True)
+    plan["view"] = range(len(plan))
+    plan.to_csv(dest / PLAN_FILE, index=False)
 
 
 def run_stage(steps: int, copies: int = 1) -> tuple[float, float]:
@@ -90,7 +86,7 @@ def run_stage(steps: int, copies: int = 1) -> tuple[float, float]:
         if copies == 1:
             os.symlink(ROOT / "data/augmented", work / "data/augmented")
         else:
-            enlarged_samples(ROOT / "data/augmented", work / "data/augmented", copies)
+            enlarged_plan(ROOT / "data/augmented", work / "data/augmented", copies)
         params = yaml.safe_load((work / "params.yaml").read_text())
         params["train"].update(steps=steps, warmup_steps=0, val_every=10 * steps, checkpoint_every=10 * steps)
         (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -111,7 +107,7 @@ def plain_loop(steps: int, channels_last: bool) -> dict[str, float]:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, params.lr, cfg)
-    samples = TrainSamples(ROOT / "data/augmented")
+    samples = TrainViews(ROOT / "data/augmented" / PLAN_FILE, ROOT / "data/triplets")
     loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
     batches = iter(loader)
     teach = needs_teacher(cfg.loss)
