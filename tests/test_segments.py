@@ -182,3 +182,48 @@ def test_segments_of_gap_2_keep_what_the_model_can_rebuild(tmp_path, params_dict
     segments = plan_segments(split_triplets("test"), load_params())
     assert segments and segments[0].step == step  # HDv3 predicts only t = 0.5: one frame in two
     assert segments[0].timesteps == [k / step for k in range(1, step)]
+
+
+@pytest.mark.parametrize("step", [2, 4])
+def test_minterpolate_gives_out_an_interval_within_the_lookahead_the_rebuild_waits_for(step):
+    from pipeline.scoring.segments import MCI_LOOKAHEAD
+    stream = MinterpolateStream(64, 48, step)
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(MCI_LOOKAHEAD + 3)]
+    try:
+        for i, frame in enumerate(frames):
+            stream.push(frame)
+            stream.proc.process.stdin.flush()
+            if i >= MCI_LOOKAHEAD:  # the rebuild now takes interval i - MCI_LOOKAHEAD: kept frame and in-betweens
+                for _ in range(step):
+                    stream.out.get(timeout=30)  # waiting longer would be the deadlock of a too short lookahead
+    finally:
+        stream.kill()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_segment_with_minterpolate_rebuilds_whatever_the_batch(tmp_path, params_dict, monkeypatch, batch_size):
+    """Intervals come from the models a batch at a time; minterpolate gives out an interval only after later kept
+    frames went in. Batches of one, or a last batch of one, once left the rebuild waiting on the pipe forever."""
+    import threading
+    from pipeline.scoring.ffmpeg import ffmpeg_mci
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=1))
+    params_dict["sources"]["videos"] = "clips"
+    params_dict["evaluate"].update(methods=["finetuned", "pretrained", "ffmpeg_mci"], batch_size=batch_size)
+    params_dict["train"]["arch"] = "hdv3"
+    write_params(tmp_path, params_dict)
+    assert run_module("pipeline.extract", tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    params = load_params()
+    rows = split_triplets("test")
+    segments = plan_segments(rows, params)
+    assert segments[0].pairs % batch_size == 1 or batch_size == 1, segments[0].pairs  # a last batch of one
+    predictors = {"finetuned": Counting(0.99), "pretrained": Counting(1.0), "ffmpeg_mci": ffmpeg_mci}
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(score_with_segments(rows, predictors, params, segments, {})),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert done, "the rebuild did not finish: it waits on minterpolate"
+    rebuilder = done[0][1]
+    assert len(rebuilder.frames) == segments[0].pairs * (segments[0].step - 1)

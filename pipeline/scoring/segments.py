@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +42,10 @@ from pipeline.scoring.metrics import METRICS, prediction_to_255
 from pipeline.scoring.watch import ClipMovie
 
 log = logging.getLogger("pipeline.scoring.segments")
+# Intervals held back before their frames are taken from minterpolate: the filter gives out interval i only
+# once kept frame i + 2 (one frame in 2) or i + 3 (one in 4) has gone in, so an interval waits until the first
+# kept frame of the third interval after it has been pushed (fewer deadlock on the pipe).
+MCI_LOOKAHEAD = 3
 
 IMAGE_RATE = Fraction(25)  # frames per second assumed for a folder of numbered images (it states none)
 SEQUENCE_METHOD = "ffmpeg_mci"  # the method that interpolates a whole sequence at once, not pair by pair
@@ -210,21 +215,22 @@ class Rebuilder:
     def _stream(self, seg: Segment, vmaf: dict, mci: MinterpolateStream | None, movie, bar: tqdm) -> None:
         per_batch = max(1, min(self.cfg.batch_size, MAX_BATCH_PIXELS // (seg.size[0] * seg.size[1])))
         position = 0
-        pending: list[Interval] = []  # held back one batch: minterpolate needs the next kept frames first
+        pending: deque[Interval] = deque()  # held back: minterpolate needs the next kept frames first
+        last = None
         for batch in batched(interval_frames(seg), per_batch):
-            intervals = self._predict(seg, batch)
-            if mci:
-                for interval in intervals:
+            for interval in self._predict(seg, batch):
+                if mci:
                     mci.push(interval.img0)
-            for interval in pending:
-                position = self._emit(seg, interval, position, vmaf, mci, movie, bar)
-            pending = intervals
+                pending.append(interval)
+                last = interval
+                while len(pending) > MCI_LOOKAHEAD:
+                    position = self._emit(seg, pending.popleft(), position, vmaf, mci, movie, bar)
         if mci:
-            mci.push(pending[-1].img1)
+            mci.push(last.img1)
             mci.close()
-        for interval in pending:
-            position = self._emit(seg, interval, position, vmaf, mci, movie, bar)
-        self._emit_kept(pending[-1].img1, position, seg, vmaf, mci, movie)
+        while pending:
+            position = self._emit(seg, pending.popleft(), position, vmaf, mci, movie, bar)
+        self._emit_kept(last.img1, position, seg, vmaf, mci, movie)
 
     def _predict(self, seg: Segment, batch: list[tuple]) -> list[Interval]:
         intervals = []
