@@ -138,9 +138,10 @@ def test_image_frames_sort_naturally_and_must_be_consecutive(tmp_path):
 # ---------------------------------------------------------------- real and generated footage
 
 
-def test_extract_demo_splits_are_leak_free(tmp_path, params_dict, demo_clips):
+@pytest.mark.parametrize("split_by", ["blocks", "time"])
+def test_extract_demo_splits_are_leak_free(tmp_path, params_dict, demo_clips, split_by):
     shutil.copytree(demo_clips, tmp_path / "data/demo")
-    params_dict["extract"]["max_per_clip"] = 3
+    params_dict["extract"].update(max_per_clip=3, split_by=split_by)
     write_params(tmp_path, params_dict)
     done = run_module("pipeline.extract", tmp_path)
     assert done.returncode == 0, done.stderr
@@ -150,8 +151,14 @@ def test_extract_demo_splits_are_leak_free(tmp_path, params_dict, demo_clips):
     assert (kept.groupby(["clip", "split"]).size() <= 3).all()
     guard = params_dict["extract"]["guard_frames"]
     for clip, rows in kept.groupby("clip"):
-        spans = {s: (r.frame0.min(), r.frame1.max()) for s, r in rows.groupby("split")}
-        assert spans["train"][1] + guard < spans["val"][0] and spans["val"][1] + guard < spans["test"][0]
+        windows = list(zip(rows.split, rows.frame0, rows.frame1))
+        for split_a, first_a, last_a in windows:  # windows of two splits never come within guard frames
+            for split_b, first_b, _ in windows:
+                if split_a != split_b and first_b > first_a:
+                    assert last_a + guard < first_b, (clip, split_a, last_a, split_b, first_b)
+        if split_by == "time":  # one segment each, in order
+            spans = {s: (r.frame0.min(), r.frame1.max()) for s, r in rows.groupby("split")}
+            assert spans["train"][1] + guard < spans["val"][0] and spans["val"][1] + guard < spans["test"][0]
     for column in ("path0", "path_t", "path1"):
         assert all((tmp_path / "data/triplets" / p).is_file() for p in kept[column])
     # bikes.mp4 has hard cuts, bigbuckbunny.mp4 repeats frames: both cleaning rules must fire on the real clips
