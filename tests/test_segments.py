@@ -135,17 +135,25 @@ class Counting:
         return blend(img0, img1, timestep) * self.weight
 
 
-@pytest.mark.slow  # runs extract in a subprocess
-def test_no_pair_is_predicted_twice_and_shared_triplets_score_as_alone(tmp_path, params_dict, monkeypatch):
+def extracted_clip(tmp_path: Path, params_dict: dict, monkeypatch, arch: str = "hdv3", extract: dict = (),
+                   evaluate: dict = ()):
+    """A 40-frame moving clip extracted under ``tmp_path`` (then the working folder) with these params changes;
+    ``arch`` stands for what evaluate resolves from the checkpoint. Returns the params as evaluate reads them."""
     (tmp_path / "clips").mkdir()
     make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=1))
     params_dict["sources"]["videos"] = "clips"
-    params_dict["evaluate"]["methods"] = ["finetuned", "pretrained"]
-    params_dict["train"]["arch"] = "hdv3"  # as evaluate resolves it from the checkpoint
+    params_dict["extract"].update(extract)
+    params_dict["evaluate"].update(evaluate)
+    params_dict["train"]["arch"] = arch
     write_params(tmp_path, params_dict)
     assert run_module("pipeline.extract", tmp_path).returncode == 0
     monkeypatch.chdir(tmp_path)
-    params = load_params()
+    return load_params()
+
+
+@pytest.mark.slow  # runs extract in a subprocess
+def test_no_pair_is_predicted_twice_and_shared_triplets_score_as_alone(tmp_path, params_dict, monkeypatch):
+    params = extracted_clip(tmp_path, params_dict, monkeypatch, evaluate={"methods": ["finetuned", "pretrained"]})
     rows = split_triplets("test")
     segments = plan_segments(rows, params)
     assert len(segments) == 1 and segments[0].pairs >= 3
@@ -169,17 +177,11 @@ def test_no_pair_is_predicted_twice_and_shared_triplets_score_as_alone(tmp_path,
         plan_segments(rows, params)
 
 
+@pytest.mark.slow  # runs extract in a subprocess
 @pytest.mark.parametrize("arch, step", [("hdv3", 2), ("4.18", 4)])
 def test_segments_of_gap_2_keep_what_the_model_can_rebuild(tmp_path, params_dict, monkeypatch, arch, step):
-    (tmp_path / "clips").mkdir()
-    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=1))
-    params_dict["sources"]["videos"] = "clips"
-    params_dict["extract"]["gap"] = 2
-    params_dict["train"]["arch"] = arch  # as evaluate resolves it from the checkpoint
-    write_params(tmp_path, params_dict)
-    assert run_module("pipeline.extract", tmp_path).returncode == 0
-    monkeypatch.chdir(tmp_path)
-    segments = plan_segments(split_triplets("test"), load_params())
+    params = extracted_clip(tmp_path, params_dict, monkeypatch, arch, extract={"gap": 2})
+    segments = plan_segments(split_triplets("test"), params)
     assert segments and segments[0].step == step  # HDv3 predicts only t = 0.5: one frame in two
     assert segments[0].timesteps == [k / step for k in range(1, step)]
 
@@ -200,21 +202,15 @@ def test_minterpolate_gives_out_an_interval_within_the_lookahead_the_rebuild_wai
         stream.kill()
 
 
+@pytest.mark.slow  # runs extract in a subprocess
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_a_segment_with_minterpolate_rebuilds_whatever_the_batch(tmp_path, params_dict, monkeypatch, batch_size):
     """Intervals come from the models a batch at a time; minterpolate gives out an interval only after later kept
     frames went in. Batches of one, or a last batch of one, once left the rebuild waiting on the pipe forever."""
     import threading
     from pipeline.scoring.ffmpeg import ffmpeg_mci
-    (tmp_path / "clips").mkdir()
-    make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=1))
-    params_dict["sources"]["videos"] = "clips"
-    params_dict["evaluate"].update(methods=["finetuned", "pretrained", "ffmpeg_mci"], batch_size=batch_size)
-    params_dict["train"]["arch"] = "hdv3"
-    write_params(tmp_path, params_dict)
-    assert run_module("pipeline.extract", tmp_path).returncode == 0
-    monkeypatch.chdir(tmp_path)
-    params = load_params()
+    params = extracted_clip(tmp_path, params_dict, monkeypatch, evaluate={
+        "methods": ["finetuned", "pretrained", "ffmpeg_mci"], "batch_size": batch_size})
     rows = split_triplets("test")
     segments = plan_segments(rows, params)
     assert segments[0].pairs % batch_size == 1 or batch_size == 1, segments[0].pairs  # a last batch of one
