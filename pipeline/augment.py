@@ -27,7 +27,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_dir
-from pipeline.core.errors import UserError, user_facing
+from pipeline.core.errors import UserError
+from pipeline.core.runner import user_facing
 from pipeline.core.params import Augment, load_params
 from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE
 from pipeline.footage.triplets import split_triplets

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from pipeline.core.atomic import atomic_path, check_creatable
-from pipeline.core.errors import UserError, user_facing
+from pipeline.core.errors import UserError
+from pipeline.core.runner import user_facing
 from pipeline.core.paths import FINETUNED
 from pipeline.models import ARCHITECTURES, AUTO, FlowNet, create_model, identify, read_checkpoint, write_state_dict
 from pipeline.models.onnx_model import OPSET, export_onnx

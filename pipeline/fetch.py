@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 
 from pipeline.core.atomic import atomic_dir
-from pipeline.core.errors import UserError, user_facing
+from pipeline.core.errors import UserError
+from pipeline.core.runner import user_facing
 from pipeline.core.params import Sources, load_params
 from pipeline.core.paths import DEMO_DIR, PRETRAINED
 from pipeline.models import fitting_arch, read_checkpoint, write_state_dict

@@ -25,7 +25,8 @@ import torch
 from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_dir, atomic_path, check_creatable
-from pipeline.core.errors import UserError, user_facing
+from pipeline.core.errors import UserError
+from pipeline.core.runner import user_facing
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED
 from pipeline.footage.encoder import CODECS, CONTAINERS, DEFAULT_CODEC, Codec, VideoWriter, check_codec

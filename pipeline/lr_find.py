@@ -27,7 +27,7 @@ from accelerate.utils import set_seed
 from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_path, write_text
-from pipeline.core.errors import user_facing
+from pipeline.core.runner import user_facing
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import LR_FIND_RESULTS, PRETRAINED
 from pipeline.core.plotting import png_figure

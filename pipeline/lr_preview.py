@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from pipeline.core.atomic import atomic_path
-from pipeline.core.errors import user_facing
+from pipeline.core.runner import user_facing
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import LR_PREVIEW_RESULTS, PRETRAINED
 from pipeline.core.plotting import png_figure

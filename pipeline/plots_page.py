@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_path
-from pipeline.core.errors import UserError, user_facing
+from pipeline.core.errors import UserError
+from pipeline.core.runner import user_facing
 
 log = logging.getLogger("pipeline.plots_page")
 

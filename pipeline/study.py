@@ -33,7 +33,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.core.atomic import atomic_path, write_text
-from pipeline.core.errors import UserError, user_facing
+from pipeline.core.errors import UserError
+from pipeline.core.runner import user_facing
 from pipeline.core.plotting import png_figure
 
 log = logging.getLogger("pipeline.study")

@@ -15,7 +15,7 @@ from torch import nn
 
 from pipeline.core import params as params_module
 from pipeline.core.params import load_params
-from pipeline.evaluate import OTHER_CLIPS, motion_buckets, summarise, triplet_table
+from pipeline.scoring.summary import OTHER_CLIPS, motion_buckets, summarise, triplet_table
 from pipeline.scoring.batches import model_predictor, model_scale, same_size_chunks, score_rows, score_triplets
 from pipeline.scoring.interpolators import METHODS, blend, dis_flow, repeat_nearer
 from pipeline.scoring.metrics import METRICS, psnr

@@ -90,10 +90,9 @@ def test_dealing_blocks_is_seeded_per_clip_and_keeps_every_split(params_dict):
 
 
 def test_a_clip_too_short_for_three_blocks_is_split_by_time(params_dict):
-    from pipeline.extract import MIN_BLOCKS, clip_splits
-    from pipeline.footage.sources import Clip
+    from pipeline.footage.windows import MIN_BLOCKS, clip_splits
     cfg = extract_cfg(params_dict, split_by="blocks", block_frames=30)
-    clip = Clip("short.mp4", Path("short.mp4"))
+    clip = "short.mp4"
     assert clip_splits(clip, None, MIN_BLOCKS * 30 - 1, cfg, seed=1) == segments_for(MIN_BLOCKS * 30 - 1, cfg)
     assert isinstance(clip_splits(clip, None, MIN_BLOCKS * 30, cfg, seed=1), Blocks)
 

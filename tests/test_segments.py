@@ -15,7 +15,7 @@ import pytest
 from pipeline.core.errors import UserError
 from pipeline.core.params import VideosOpts, load_params
 from pipeline.core.schema import build
-from pipeline.evaluate import score_with_segments
+from pipeline.scoring.evaluation import score_with_segments
 from pipeline.footage.sources import Clip
 from pipeline.footage.triplets import split_spans, split_triplets
 from pipeline.footage.video import decode
@@ -23,7 +23,7 @@ from pipeline.scoring.batches import score_triplets
 from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream, minterpolate_pair
 from pipeline.scoring.interpolators import blend
 from pipeline.scoring.metrics import block_bootstrap, paired_difference, psnr
-from pipeline.scoring.segments import Segment, interval_frames, plan_segments
+from pipeline.scoring.segment_plan import Segment, interval_frames, plan_segments
 from pipeline.scoring.watch import LABEL_HEIGHT, ClipMovie, best_window
 from tests.helpers import make_clip, moving_texture, run_module, write_params
 
@@ -158,14 +158,14 @@ def test_no_pair_is_predicted_twice_and_shared_triplets_score_as_alone(tmp_path,
     segments = plan_segments(rows, params)
     assert len(segments) == 1 and segments[0].pairs >= 3
     predictors = {"finetuned": Counting(0.99), "pretrained": Counting(1.0)}
-    scores, rebuilder = score_with_segments(rows, predictors, params, segments, {})
+    scores, rebuilt = score_with_segments(rows, predictors, params, segments, {})
     for predictor in predictors.values():
         assert len(predictor.calls) == len(set(predictor.calls))  # every pair once, triplets and segment together
-        assert len(predictor.calls) == len(rows) + segments[0].pairs - len(rebuilder.triplet_scores)
+        assert len(predictor.calls) == len(rows) + segments[0].pairs - len(rebuilt.triplet_scores)
     alone = score_triplets(rows, {n: Counting(p.weight) for n, p in predictors.items()}, params.evaluate.metrics,
                            params.evaluate.round_prediction)
     pd.testing.assert_frame_equal(scores, alone[scores.columns])
-    assert len(rebuilder.triplet_scores) >= 2
+    assert len(rebuilt.triplet_scores) >= 2
     assert Path("results/evaluate/videos/a.avi.mkv").is_file()
     # the footage changed since extract, or is gone: one line naming the clip
     make_clip(Path("clips/a.avi"), moving_texture(40, speed=1, seed=5))
@@ -221,5 +221,5 @@ def test_a_segment_with_minterpolate_rebuilds_whatever_the_batch(tmp_path, param
     worker.start()
     worker.join(timeout=120)
     assert done, "the rebuild did not finish: it waits on minterpolate"
-    rebuilder = done[0][1]
-    assert len(rebuilder.frames) == segments[0].pairs * (segments[0].step - 1)
+    rebuilt = done[0][1]
+    assert len(rebuilt.frames) == segments[0].pairs * (segments[0].step - 1)

@@ -13,6 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from pipeline.core.errors import UserError
+from pipeline.core.system import has_proc, started_at
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -20,24 +23,10 @@ def _umask() -> int:
     return mask
 
 
-def _started_at(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), from /proc; None where it has ended (zombies
-    included) or /proc is not there."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None
-    if fields[0] in ("Z", "X"):  # ended, not yet reaped: it will never clean up
-        return None
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
 def _writer_alive(pid: int, written: float) -> bool:
     """Whether the process that wrote a temporary at time ``written`` still runs (not a later one with its pid)."""
-    if Path("/proc/self/stat").is_file():
-        started = _started_at(pid)
+    if has_proc():
+        started = started_at(pid)
         return started is not None and started <= written + 1.0
     try:
         os.kill(pid, 0)
@@ -103,8 +92,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def check_creatable(start: Path, label: str) -> None:
     """Fail with one line (``<label>: cannot be written, …``) unless the nearest existing folder at or above
     ``start`` is a folder this process may write in."""
-    from pipeline.core.errors import UserError  # here: errors imports restore, which imports this module
-
     parent = start.absolute()
     while not parent.exists():
         parent = parent.parent

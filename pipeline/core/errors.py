@@ -1,21 +1,10 @@
-"""User-facing errors: one line, no traceback, non-zero exit; and what a stage does when it is stopped."""
+"""The error a user can fix, explained in one line, and the exit codes a stage ends with."""
 
 from __future__ import annotations
-
-import functools
-import logging
-import signal
-import sys
-from typing import Callable, TypeVar
-
-from pipeline.core.restore import restore_after_failure
-
-T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT (Ctrl-C)
 EXIT_TERMINATED = 143  # the shell's code for SIGTERM (what a cluster scheduler sends before it kills a job)
-QUIET_LOGGERS = ("accelerate", "dvclive", "matplotlib", "PIL")  # their INFO lines drown our progress
 
 
 class UserError(Exception):
@@ -24,42 +13,3 @@ class UserError(Exception):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is: the stage stops where it is and a training run resumes later."""
-
-
-def raise_terminated(signum: int, frame) -> None:
-    raise Terminated()
-
-
-def user_facing(main: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a stage's ``main``: a :class:`UserError` prints ``error: <message>`` and exits with code 2; Ctrl-C
-    and SIGTERM print one line and exit with 130 and 143. Under ``dvc repro``, a stage that fails or is stopped
-    puts the outputs of its last successful run back (dvc deleted them before the command started)."""
-
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-        for noisy in QUIET_LOGGERS:
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        signal.signal(signal.SIGTERM, raise_terminated)
-        try:
-            return main(*args, **kwargs)
-        except UserError as err:
-            restore_after_failure()
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(EXIT_USER_ERROR)
-        except KeyboardInterrupt as err:
-            restore_after_failure()
-            how, code = ("stopped by SIGTERM", EXIT_TERMINATED) if isinstance(err, Terminated) else \
-                ("interrupted", EXIT_INTERRUPTED)
-            print(f"{how}; the previous outputs are kept, and a training run resumes from its last checkpoint "
-                  "when the stage runs again", file=sys.stderr)
-            sys.exit(code)
-        except SystemExit as err:
-            if err.code not in (0, None):
-                restore_after_failure()
-            raise
-        except Exception:
-            restore_after_failure()
-            raise
-
-    return wrapper

@@ -11,6 +11,7 @@ with ``split_by: clip`` whole clips are dealt to the splits by a seeded shuffle.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from pipeline.core.errors import UserError
 from pipeline.core.params import Extract
 from pipeline.core.paths import KEPT, SPLITS
 
+log = logging.getLogger(__name__)
+
 OVER_CAP = "over_cap"
+MIN_BLOCKS = 3  # one block each for train, val and test
 BETWEEN_SPLITS = "between_splits"
 
 
@@ -75,6 +79,20 @@ def deal_blocks(num_frames: int, clip: str, cfg: Extract, seed: int) -> Blocks:
     labels = ["test"] * n_test + ["val"] * n_val + ["train"] * (count - n_test - n_val)
     order = np.random.default_rng([seed, zlib.crc32(clip.encode())]).permutation(count)
     return Blocks(cfg.block_frames, cfg.guard_frames, tuple(labels[i] for i in order))
+
+
+def clip_splits(clip: str, split: str | None, frames: int, cfg: Extract, seed: int) -> Segments | Blocks:
+    """Where each split lies in a clip of ``frames`` frames: all of it (``split`` set by by-clip dealing), dealt
+    blocks, or time segments. A clip too short for one block per split (:data:`MIN_BLOCKS`) is split by time, so
+    short footage still gets a test and a val segment under ``split_by: blocks``."""
+    if split:
+        return whole_clip(split)
+    if cfg.split_by == "blocks":
+        if frames >= MIN_BLOCKS * cfg.block_frames:
+            return deal_blocks(frames, clip, cfg, seed)
+        log.info("%s: %d frames make fewer than %d blocks of %d; split by time instead", clip, frames, MIN_BLOCKS,
+                 cfg.block_frames)
+    return segments_for(frames, cfg)
 
 
 def segments_for(num_frames: int, cfg: Extract) -> Segments:

@@ -7,18 +7,19 @@ import numpy as np
 import pandas as pd
 
 from pipeline.scoring.metrics import MAX_PSNR, block_bootstrap
-from pipeline.scoring.segments import Rebuilder
+from pipeline.core.params import Evaluate
+from pipeline.scoring.segments import Rebuilt
 
 
-def frame_table(rebuilder: Rebuilder) -> pd.DataFrame:
+def frame_table(rebuilt: Rebuilt) -> pd.DataFrame:
     """One row per interpolated frame: where it is, and each method's metrics and VMAF."""
-    table = pd.DataFrame(rebuilder.frames)
+    table = pd.DataFrame(rebuilt.frames)
     if table.empty:
         return table
     psnr_columns = [c for c in table.columns if "_psnr" in c]
     table[psnr_columns] = table[psnr_columns].clip(upper=MAX_PSNR)  # as for triplets: exact frames count as 100 dB
-    for name in rebuilder.methods:
-        table[f"{name}_vmaf"] = [rebuilder.vmaf[s][name][o] for s, o in zip(table["segment"], table["offset"])]
+    for name in rebuilt.methods:
+        table[f"{name}_vmaf"] = [rebuilt.vmaf[s][name][o] for s, o in zip(table["segment"], table["offset"])]
     return table
 
 
@@ -33,14 +34,14 @@ def _means(table: pd.DataFrame, vmaf: list[dict[str, np.ndarray]], methods: tupl
     return out
 
 
-def summarise_segments(rebuilder: Rebuilder, table: pd.DataFrame, samples: int, seed: int) -> dict:
+def summarise_segments(rebuilt: Rebuilt, table: pd.DataFrame, cfg: Evaluate) -> dict:
     """``segments`` of metrics.json: counts, per-method means, the fine-tuned minus pretrained gains with block
     bootstrap intervals, and per-clip means (the clips with the most rebuilt frames)."""
-    cfg, vmaf = rebuilder.cfg, rebuilder.vmaf
+    vmaf, methods = rebuilt.vmaf, rebuilt.methods
     if table.empty:
         return {"segments": 0}
     summary: dict = {"segments": len(vmaf), "clips": int(table["clip"].nunique()), "frames": len(table),
-                     "cuts": rebuilder.cuts, **_means(table, vmaf, rebuilder.methods, cfg.metrics)}
+                     "cuts": rebuilt.cuts, **_means(table, vmaf, methods, cfg.metrics)}
     block = cfg.segments.block_frames
     series = {"vmaf": [v["finetuned"] - v["pretrained"] for v in vmaf]}
     for metric in ("psnr", "ssim"):
@@ -48,7 +49,7 @@ def summarise_segments(rebuilder: Rebuilder, table: pd.DataFrame, samples: int, 
                           for _, part in table.groupby("segment")]
     gain: dict[str, float] = {"block_frames": block}
     for metric, values in series.items():
-        diff = block_bootstrap(values, block, samples, seed)
+        diff = block_bootstrap(values, block, cfg.bootstrap_samples, cfg.bootstrap_seed)
         gain.update({metric: diff["mean"], f"{metric}_ci95_low": diff["ci95_low"],
                      f"{metric}_ci95_high": diff["ci95_high"]})
     summary["finetuned_minus_pretrained"] = gain
@@ -57,7 +58,7 @@ def summarise_segments(rebuilder: Rebuilder, table: pd.DataFrame, samples: int, 
     summary["per_clip"] = {}
     for clip in listed:
         part = table[table["clip"] == clip]
-        means = _means(part, [vmaf[s] for s in sorted(part["segment"].unique())], rebuilder.methods, ("psnr", "ssim"))
+        means = _means(part, [vmaf[s] for s in sorted(part["segment"].unique())], methods, ("psnr", "ssim"))
         summary["per_clip"][clip] = {"frames": len(part), **{f"{n}_{m}": v for n, entry in means.items()
                                                                for m, v in entry.items()}}
     return summary

@@ -30,7 +30,7 @@ DECODE_ONLY = """
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from pipeline.extract import available_cores
+from pipeline.core.system import available_cores
 from pipeline.footage.sources import discover
 from pipeline.footage.video import iter_video_bgr
 

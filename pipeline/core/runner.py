@@ -1,0 +1,56 @@
+"""How every stage and command runs: logging set up once, a user's mistake as one ``error:`` line with no
+traceback, Ctrl-C and SIGTERM as one line, and under ``dvc repro`` the previous outputs put back after a failure."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+from typing import Callable, TypeVar
+
+from pipeline.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated, UserError
+from pipeline.core.restore import restore_after_failure
+
+T = TypeVar("T")
+
+QUIET_LOGGERS = ("accelerate", "dvclive", "matplotlib", "PIL")  # their INFO lines drown our progress
+
+
+def raise_terminated(signum: int, frame) -> None:
+    raise Terminated()
+
+
+def user_facing(main: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a stage's ``main``: a :class:`UserError` prints ``error: <message>`` and exits with code 2; Ctrl-C
+    and SIGTERM print one line and exit with 130 and 143. Under ``dvc repro``, a stage that fails or is stopped
+    puts the outputs of its last successful run back (dvc deleted them before the command started)."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        for noisy in QUIET_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        signal.signal(signal.SIGTERM, raise_terminated)
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            restore_after_failure()
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt as err:
+            restore_after_failure()
+            how, code = ("stopped by SIGTERM", EXIT_TERMINATED) if isinstance(err, Terminated) else \
+                ("interrupted", EXIT_INTERRUPTED)
+            print(f"{how}; the previous outputs are kept, and a training run resumes from its last checkpoint "
+                  "when the stage runs again", file=sys.stderr)
+            sys.exit(code)
+        except SystemExit as err:
+            if err.code not in (0, None):
+                restore_after_failure()
+            raise
+        except Exception:
+            restore_after_failure()
+            raise
+
+    return wrapper

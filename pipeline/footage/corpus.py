@@ -1,0 +1,105 @@
+"""The whole footage folder through extraction: one task per clip (and per chunk of Vimeo-90K entries), run in
+parallel, one process per available core; then the manifest of every candidate triplet and the report."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.core.errors import UserError
+from pipeline.core.params import Extract
+from pipeline.core.paths import KEPT, SPLITS
+from pipeline.core.system import available_cores
+from pipeline.footage.extraction import extract_vimeo, run_clip
+from pipeline.footage.sources import VIDEO_EXTENSIONS, discover
+from pipeline.footage.windows import deal_clips, deal_vimeo_groups
+
+VIMEO_CHUNK = 500  # Vimeo entries per parallel task
+COLUMNS = ["triplet", "clip", "split", "status", "gap", "frame0", "frame_t", "frame1", "timestep", "height", "width",
+           "motion", "cut_score", "duplicate_score", "path0", "path_t", "path1"]
+
+Task = tuple[Callable, tuple]
+
+
+def plan_tasks(source: Path, cfg: Extract, seed: int) -> tuple[list[Task], list[dict]]:
+    """The tasks that extract ``source`` (each called with the output folder last), and the files skipped."""
+    footage = discover(source, cfg.skip_unreadable)
+    if not footage.clips and not footage.vimeo:
+        raise UserError(f"sources.videos {source}: no footage found (video files {'/'.join(VIDEO_EXTENSIONS)}, "
+                        "folders of numbered images, or Vimeo-90K with tri_trainlist.txt)")
+    fixed = deal_clips([c.name for c in footage.clips], cfg, seed) if cfg.split_by == "clip" and footage.clips else {}
+    cores = available_cores()
+    writers = max(1, cores // max(1, min(len(footage.clips), cores)))  # cores left idle by few clips encode PNGs
+    tasks: list[Task] = [(run_clip, (clip, fixed.get(clip.name), cfg, writers, seed)) for clip in footage.clips]
+    val_groups = deal_vimeo_groups([e.group for e in footage.vimeo if e.listed_as == "train"], cfg.val_fraction, seed)
+    entries = [(e, "val" if e.listed_as == "train" and e.group in val_groups else e.listed_as) for e in footage.vimeo]
+    for i in range(0, len(entries), VIMEO_CHUNK):
+        tasks.append((extract_vimeo, (entries[i:i + VIMEO_CHUNK], cfg)))
+    return tasks, footage.skipped
+
+
+def run_tasks(tasks: list[Task], out: Path) -> list[dict]:
+    """Run ``tasks`` (in parallel when there are several cores and tasks); results in task order."""
+    workers = min(len(tasks), available_cores())
+    progress = tqdm(total=len(tasks), desc="extract", unit="clip")
+    try:
+        if workers <= 1:
+            results = []
+            for fn, args in tasks:
+                results.append(fn(*args, out))
+                progress.update()
+            return results
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(fn, *args, out) for fn, args in tasks]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    progress.update()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            return [future.result() for future in futures]
+    finally:
+        progress.close()
+
+
+def build_manifest(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "triplet"])
+    frame.insert(0, "triplet", range(len(frame)))
+    return frame
+
+
+def merge_summaries(summaries: list[dict]) -> list[dict]:
+    """One entry per clip; the chunks of a Vimeo-90K folder add up into one."""
+    merged: dict[str, dict] = {}
+    for summary in summaries:
+        if summary["clip"] in merged and summary["kind"] == "vimeo":
+            total = merged[summary["clip"]]
+            total["triplets"] += summary["triplets"]
+            total["kept"] = {s: total["kept"][s] + summary["kept"][s] for s in SPLITS}
+        else:
+            merged[summary["clip"]] = dict(summary)
+    return list(merged.values())
+
+
+def summarise(manifest: pd.DataFrame, source: Path, results: list[dict], skipped: list[dict]) -> dict:
+    """``report.json``: counts per split and per reason, each clip, every skipped file; a corpus without a
+    train or test triplet stops here."""
+    kept = manifest[manifest.status == KEPT]
+    report = {"source": str(source), "candidates": len(manifest),
+              "kept": {s: int((kept.split == s).sum()) for s in SPLITS},
+              "dropped": {str(k): int(v) for k, v in manifest[manifest.status != KEPT].status.value_counts().items()},
+              "clips": merge_summaries([c for r in results for c in r["clips"]]),
+              "skipped": skipped + [s for r in results for s in r["skipped"]]}
+    for split in ("train", "test"):
+        if report["kept"][split] == 0:
+            raise UserError(f"{source}: no usable {split} triplet (dropped: {json.dumps(report['dropped'])}, "
+                            f"skipped files: {len(report['skipped'])}); add footage or relax the extract "
+                            "thresholds in params.yaml")
+    return report

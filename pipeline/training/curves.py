@@ -1,0 +1,58 @@
+"""The training curves (dvclive files) of a run: logged into the resumable state while it runs, trimmed to the
+checkpoint a resumed run starts from, and published to ``results/train`` (what dvc.yaml declares) only when the
+run completes, so a failed or interrupted run never leaves curves that belong to no model."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from accelerate import Accelerator
+
+from pipeline.core.atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+SECONDS_CURVE = "plots/metrics/train/seconds.tsv"
+
+
+def start_curves(directory: Path, step: int) -> None:
+    """A fresh run (``step`` 0) starts with no curves; a resumed one keeps those logged up to ``step``."""
+    if step == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        trim_curves(directory, step)
+
+
+def trim_curves(directory: Path, step: int) -> None:
+    """Drop logged rows past ``step`` (written after the checkpoint a resumed run starts from)."""
+    for tsv in directory.glob("plots/metrics/**/*.tsv"):
+        curve = pd.read_csv(tsv, sep="\t")
+        if (curve["step"] > step).any():
+            curve[curve["step"] <= step].to_csv(tsv, sep="\t", index=False)
+
+
+def seconds_so_far(directory: Path) -> float:
+    """The wall time logged up to the checkpoint a resumed run starts from (0 if none was logged)."""
+    curve = directory / SECONDS_CURVE
+    if not curve.is_file():
+        return 0.0
+    logged = pd.read_csv(curve, sep="\t")
+    return float(logged["seconds"].iloc[-1]) if len(logged) else 0.0
+
+
+def add_to_summary(accelerator: Accelerator, section: str, values: dict) -> None:
+    """Put ``values`` under ``section`` of the run's summary (dvclive's ``metrics.json``) and rewrite it."""
+    live = accelerator.get_tracker("dvclive", unwrap=True)
+    live.summary.setdefault(section, {}).update(values)
+    live.make_summary()
+
+
+def publish_curves(live: Path, results: Path) -> None:
+    """Replace ``results`` with the completed run's curves and summary, at once."""
+    with atomic_dir(results) as tmp:
+        shutil.copytree(live / "plots", tmp / "plots")
+        shutil.copy2(live / "metrics.json", tmp / "metrics.json")
+    log.info("wrote %s", results)
