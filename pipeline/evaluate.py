@@ -34,6 +34,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import EVALUATE_RESULTS, PRETRAINED
 from pipeline.core.runner import user_facing
+from pipeline.core.system import cpu_threads, pin_cpu_isa
 from pipeline.footage.triplets import split_triplets
 from pipeline.models import check_timesteps, with_resolved_arch
 from pipeline.scoring.evaluation import score_with_segments
@@ -50,6 +51,8 @@ log = logging.getLogger("pipeline.evaluate")
 def main() -> None:
     params = load_params()
     cfg = params.evaluate
+    pin_cpu_isa(params.train.cpu_isa)  # the fine-tuned model runs the kernels it was trained with
+    torch.set_num_threads(cpu_threads(params.train.threads))
     rows = split_triplets("test", cfg.max_triplets)
     if rows.empty:
         raise UserError("data/triplets has no test triplet; raise extract.test_fraction")

@@ -1,7 +1,7 @@
 """Stage ``extract``: cut the footage into (I0, It, I1) triplets with leak-free train/val/test splits.
 
 Reads: everything under the folder ``sources.videos`` names (video files, folders of numbered images,
-Vimeo-90K; read in place, never copied whole); params ``base``, ``sources.videos``, ``extract``.
+Vimeo-90K; read in place, never copied whole); params ``sources.videos``, ``extract``.
 Writes: ``data/triplets/`` with ``frames/<clip>/<index>.png`` (each frame a kept triplet uses, stored once,
 lossless), ``manifest.csv`` (every candidate triplet, kept or not, with its scores and the reason) and
 ``report.json`` (counts per split and per reason, each clip, and any skipped file).
@@ -33,7 +33,7 @@ def main() -> None:
     source = Path(params.sources.videos)
     if not source.is_dir():
         raise UserError(f"sources.videos {source}: no such folder")
-    tasks, skipped = plan_tasks(source, params.extract, params.base.seed)
+    tasks, skipped = plan_tasks(source, params.extract, params.extract.split_seed)
     with atomic_dir(TRIPLETS_DIR) as tmp:
         results = run_tasks(tasks, tmp)
         manifest = build_manifest([row for result in results for row in result["rows"]])

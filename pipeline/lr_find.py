@@ -28,12 +28,13 @@ from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.runner import user_facing
+from pipeline.core.system import pin_cpu_isa
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import LR_FIND_RESULTS, PRETRAINED
 from pipeline.core.plotting import png_figure
 from pipeline.models import load_checkpoint, with_resolved_arch
 from pipeline.training.groups import check_group_names, multipliers
-from pipeline.training.loop import batches, make_accelerator, make_loader, train_step, use_cpu_cores
+from pipeline.training.loop import batches, make_accelerator, make_loader, train_step, use_threads
 from pipeline.training.optim import build_optimizer
 
 log = logging.getLogger("pipeline.lr_find")
@@ -83,12 +84,13 @@ def range_test(params: Params) -> pd.DataFrame:
     """Train from the pretrained weights with the base rate rising from ``min_lr`` to ``max_lr``, one
     optimizer step (the same step as ``train``) per rate; the loss and smoothed loss at each rate."""
     cfg, find = params.train, params.lr_find
-    accelerator = make_accelerator(params)
-    use_cpu_cores(accelerator)
+    pin_cpu_isa(cfg.cpu_isa)
+    accelerator = make_accelerator(cfg)
+    use_threads(accelerator, cfg.threads)
     set_seed(params.base.seed)
     model = load_checkpoint(PRETRAINED, cfg.arch).train().to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, find.min_lr, cfg)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(params, accelerator))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(cfg, params.base.seed, accelerator))
     rate_of = multipliers(cfg)
     batch_iter = batches(accelerator, loader, 0)
     rates = sweep_rates(find.min_lr, find.max_lr, find.steps)
@@ -97,7 +99,7 @@ def range_test(params: Params) -> pd.DataFrame:
     for step, rate in enumerate(bar):
         for group in optimizer.param_groups:
             group["lr"] = rate * rate_of[group["name"]]
-        loss = train_step(model, optimizer, batch_iter, params, accelerator, frozen=set())["total"]
+        loss = train_step(model, optimizer, batch_iter, cfg, accelerator, frozen=set())["total"]
         if not math.isfinite(loss):
             log.info("loss is not finite at lr %.3g: stopping", rate)
             break

@@ -23,12 +23,13 @@ import sys
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED, PRETRAINED, TRAIN_LIVE, TRAIN_RESULTS
 from pipeline.core.runner import user_facing
+from pipeline.core.system import pin_cpu_isa
 from pipeline.models import load_checkpoint, read_checkpoint, save_checkpoint, with_resolved_arch
 from pipeline.training.curves import publish_curves
 from pipeline.training.fit import fit
 from pipeline.training.groups import check_group_names
 from pipeline.training.launch import launch, launched
-from pipeline.training.loop import USER_THREADS, make_accelerator, use_cpu_cores
+from pipeline.training.loop import USER_THREADS, make_accelerator, use_threads
 
 log = logging.getLogger("pipeline.train")
 
@@ -37,18 +38,19 @@ log = logging.getLogger("pipeline.train")
 def main() -> None:
     params = with_resolved_arch(load_params(), PRETRAINED)
     check_group_names(params.train)
+    pin_cpu_isa(params.train.cpu_isa)  # before any tensor work, here and in the processes launched below
     if not launched():
         load_checkpoint(PRETRAINED, params.train.arch)  # a checkpoint that does not fit stops here, in one line
         if "OMP_NUM_THREADS" in os.environ:  # the launcher replaces it; the worker honours the user's value
             os.environ[USER_THREADS] = os.environ["OMP_NUM_THREADS"]
         launch("pipeline.train", sys.argv[1:])
         return
-    accelerator = make_accelerator(params, log_with="dvclive")
-    use_cpu_cores(accelerator)
+    accelerator = make_accelerator(params.train, log_with="dvclive")
+    threads = use_threads(accelerator, params.train.threads)
     if accelerator.is_main_process:
-        log.info("training %s with %d process(es) (%s) on %s, mixed precision %s", params.train.arch,
-                 accelerator.num_processes, accelerator.distributed_type, accelerator.device.type,
-                 accelerator.mixed_precision)
+        log.info("training %s with %d process(es) (%s) on %s, %d CPU thread(s) each, mixed precision %s",
+                 params.train.arch, accelerator.num_processes, accelerator.distributed_type, accelerator.device.type,
+                 threads, accelerator.mixed_precision)
     fitted = fit(params, accelerator)
     if accelerator.is_main_process:
         net, step = fitted.kept(params.train.keep)

@@ -151,3 +151,28 @@ def tree_digest(folder: Path) -> str:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
+
+
+def new_project(root: Path, params: dict | None = None, commit: bool = True) -> Path:
+    """A user's fresh clone in ``root``: the project files with the tiny settings (:data:`TINY`, then ``params``
+    on top, section by section), in a new git repository with DVC initialised, committed."""
+    copy_project(root)
+    tiny_params(root)
+    if params:
+        merged = yaml.safe_load((root / "params.yaml").read_text())
+        for section, values in params.items():
+            if isinstance(values, dict):
+                merged[section].update(values)
+            else:
+                merged[section] = values
+        (root / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false")):
+        sh(root, *cmd)
+    if commit:
+        sh(root, "git", "add", "-A")
+        sh(root, "git", "commit", "-qm", "project")
+    return root
+
+
+def file_md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()

@@ -79,8 +79,8 @@ def prepared_loader(root, monkeypatch, params_dict, workers: int = 0):
     (root / "params.yaml").write_text(yaml.safe_dump(params_dict))
     monkeypatch.chdir(root)
     params = load_params()
-    accelerator = make_accelerator(params)
-    return accelerator, accelerator.prepare(make_loader(params, accelerator))
+    accelerator = make_accelerator(params.train)
+    return accelerator, accelerator.prepare(make_loader(params.train, params.base.seed, accelerator))
 
 
 def batch_stream(accelerator, loader, start: int, count: int) -> list[np.ndarray]:

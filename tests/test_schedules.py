@@ -271,3 +271,25 @@ def test_an_unknown_group_lists_the_architectures_groups(cfg):
     run = replace(cfg, groups=replace(cfg.groups, lr_mult={"encoder": 0.5}))
     with pytest.raises(UserError, match="names group 'encoder'; train.arch = hdv3 has: block0, block1, block2, teacher"):
         check_group_names(run)
+
+
+def test_l2sp_pulls_each_trained_group_back_by_its_rate_and_leaves_frozen_ones():
+    from pipeline.training.optim import PullToPretrained
+    optimizer = two_groups((0.1, 0.01))
+    pull = PullToPretrained(optimizer, strength=2.0)
+    anchors = [p.detach().clone() for g in optimizer.param_groups for p in g["params"]]
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            group["params"][0].add_(1.0)  # one unit away from the pretrained value
+    pull.step()
+    moved = [g["params"][0].item() - a.item() for g, a in zip(optimizer.param_groups, anchors)]
+    assert moved == pytest.approx([1 - 0.1 * 2.0, 1 - 0.01 * 2.0])  # distance x (1 - rate x strength)
+    pull.step(frozen={"g0"})
+    assert optimizer.param_groups[0]["params"][0].item() - anchors[0].item() == pytest.approx(0.8)
+    assert optimizer.param_groups[1]["params"][0].item() - anchors[1].item() == pytest.approx(0.98 * 0.98)
+
+
+def test_without_l2sp_there_is_no_pull(cfg):
+    from pipeline.training.optim import pull_to_pretrained
+    assert pull_to_pretrained(two_groups(), replace(cfg, l2sp=0.0)) is None
+    assert pull_to_pretrained(two_groups(), replace(cfg, l2sp=10.0)).strength == 10.0

@@ -33,7 +33,7 @@ SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "
 
 @dataclass(frozen=True)
 class Base:
-    seed: int = field(metadata=bounds(0))
+    seed: int = field(metadata=bounds(0))  # the run's draws: augment's views, the batch order, torch's generators
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Extract:
     static_threshold: float = field(metadata=bounds(0.0, 1.0, hi_open=True))
     duplicate_threshold: float = field(metadata=bounds(0.0, 1.0, hi_open=True))
     skip_unreadable: bool  # skip (and report) bad files instead of stopping
+    split_seed: int = field(metadata=bounds(0))  # the deal of blocks (or clips) to the splits
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,9 @@ class Train:
     ema_decay: float = field(metadata=bounds(0.0, 1.0, hi_open=True))  # 0 = off; else the average is validated and kept
     checkpoint_every: int = field(metadata=bounds(1))  # optimizer steps between resumable checkpoints
     num_workers: int = field(metadata=bounds(0))
+    threads: int = field(metadata=bounds(0))  # intra-op CPU threads of each training process; 0 = every core
+    cpu_isa: str = field(metadata=choice("avx2", "native"))  # the CPU kernels' instruction set (same on any x86)
+    l2sp: float = field(metadata=bounds(0.0))  # pull towards the pretrained weights (decoupled L2-SP); 0 = off
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,33 @@ from pathlib import Path
 
 PROC = Path("/proc")
 
+# What each ``train.cpu_isa`` setting caps, for torch's own CPU kernels (ATen) and for oneDNN's (convolutions). The
+# instruction set decides which kernels run and so how their sums are split: the same params gave different
+# weights under ATen's plain kernels than under its AVX2 ones, and under oneDNN's SSE4.1 kernels than its AVX2 ones.
+# Both settings are read when the first kernel runs, so they must be set before a process computes anything.
+CPU_ISA_ENV = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+
 
 def available_cores() -> int:
     """The CPU cores this process may run on (its affinity where the OS tells it, else every core)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_threads(threads: int) -> int:
+    """``train.threads`` as a thread count: itself, or every available core for 0."""
+    return threads if threads > 0 else available_cores()
+
+
+def pin_cpu_isa(isa: str) -> None:
+    """Cap the instruction set of torch's CPU kernels at ``isa`` (``native``: leave torch to choose), in this
+    process and the processes it starts, so that a machine with a larger instruction set runs the same kernels
+    (a machine without it is not changed: torch never goes beyond what the CPU has). Call it before any tensor
+    work; a setting the user exported already wins."""
+    for name, value in CPU_ISA_ENV[isa].items():
+        os.environ.setdefault(name, value)
 
 
 def process_stat(pid: int | str) -> list[str] | None:

@@ -24,7 +24,7 @@ from pipeline.models import load_checkpoint
 from pipeline.training.curves import add_to_summary, seconds_so_far, start_curves
 from pipeline.training.groups import frozen_at, unfreeze_steps
 from pipeline.training.loop import batches, make_loader, train_step
-from pipeline.training.optim import build_optimizer, group_lrs
+from pipeline.training.optim import PullToPretrained, build_optimizer, group_lrs, pull_to_pretrained
 from pipeline.training.resume import TrainState, fingerprint
 from pipeline.training.schedules import build_scheduler, observe_validation
 from pipeline.training.validation import val_rows, validate
@@ -66,6 +66,7 @@ class Run:
     ema: torch.nn.Module | None
     best: BestOnValidation
     val_gain: ValidationGain
+    pull: PullToPretrained | None
 
     def validate_now(self, params: Params, step: int) -> dict[str, float]:
         """Score the weights being trained (or their average) on val, and tell the objects that follow it."""
@@ -84,16 +85,17 @@ def prepare(params: Params, accelerator: Accelerator) -> Run:
     model = load_checkpoint(PRETRAINED, cfg.arch).train().to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, params.lr, cfg)
     scheduler = build_scheduler(optimizer, cfg)
-    loader = make_loader(params, accelerator)
+    loader = make_loader(cfg, params.base.seed, accelerator)
     rows = val_rows(cfg)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    pull = pull_to_pretrained(optimizer, cfg)  # anchored to the pretrained weights, on the training device
     ema = moving_average(accelerator.unwrap_model(model), cfg)
     best = BestOnValidation(cfg.early_stopping.patience, cfg.early_stopping.min_delta, cfg.keep == "best")
     val_gain = ValidationGain(cfg.keep == "best")
     for extra in (scheduler, best, ema, val_gain):
         if extra is not None:
             accelerator.register_for_checkpointing(extra)
-    return Run(accelerator, model, optimizer, scheduler, loader, rows, ema, best, val_gain)
+    return Run(accelerator, model, optimizer, scheduler, loader, rows, ema, best, val_gain, pull)
 
 
 def fit(params: Params, accelerator: Accelerator) -> Fitted:
@@ -132,7 +134,7 @@ def step_loop(params: Params, run: Run, state: TrainState, start: int) -> None:
         began = time.perf_counter()
         frozen = frozen_at(unfreeze, step)
         lrs = group_lrs(run.optimizer, frozen)
-        terms = train_step(run.model, run.optimizer, batch_iter, params, accelerator, frozen)
+        terms = train_step(run.model, run.optimizer, batch_iter, cfg, accelerator, frozen, run.pull)
         if not math.isfinite(terms["total"]):
             raise UserError(f"training loss is not finite at step {step} (lr {max(lrs.values()):g}): the "
                             "learning rate is likely too high; lower lr. The previous fine-tuned model and its "

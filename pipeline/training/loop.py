@@ -23,12 +23,13 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.core.errors import UserError
-from pipeline.core.params import Params
+from pipeline.core.params import Train
 from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE, TRIPLETS_DIR
+from pipeline.core.system import cpu_threads
 from pipeline.footage.views import FRAME_COLUMNS, VIEW_COLUMNS, read_view
 from pipeline.models import check_timesteps
 from pipeline.training.losses import needs_teacher, rife_loss
-from pipeline.training.optim import drop_frozen_gradients
+from pipeline.training.optim import PullToPretrained, drop_frozen_gradients
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,13 @@ class SizeGroupedBatches(Sampler[list[int]]):
             yield groups[i]
 
 
-def make_accelerator(params: Params, log_with: str | None = None) -> Accelerator:
+def make_accelerator(cfg: Train, log_with: str | None = None) -> Accelerator:
     """The Accelerator of a run: gradient accumulation from ``train.grad_accum_steps``, a seedable sampler."""
     # Without the teacher loss, block_tea gets no gradient: DDP must be told to expect unused parameters.
-    unused = DistributedDataParallelKwargs(find_unused_parameters=not needs_teacher(params.train.loss))
+    unused = DistributedDataParallelKwargs(find_unused_parameters=not needs_teacher(cfg.loss))
     return Accelerator(
         gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=params.train.grad_accum_steps, sync_with_dataloader=False),
+            num_steps=cfg.grad_accum_steps, sync_with_dataloader=False),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         kwargs_handlers=[unused],
         log_with=log_with,
@@ -129,46 +130,42 @@ def make_accelerator(params: Params, log_with: str | None = None) -> Accelerator
 USER_THREADS = "PIPELINE_USER_OMP_NUM_THREADS"  # the user's OMP_NUM_THREADS, passed past the launcher
 
 
-def use_cpu_cores(accelerator: Accelerator) -> None:
-    """Undo the single thread a config-less ``accelerate launch`` gives a lone CPU process.
+def use_threads(accelerator: Accelerator, threads: int) -> int:
+    """Set the intra-op CPU threads of this training process to ``train.threads``; the number set.
 
-    Without ``--cpu`` or an accelerate config, the launcher sets OMP_NUM_THREADS=1, which halves training
-    speed on an idle 2-core machine. With several processes it already shares the cores out, so leave that alone.
-    An OMP_NUM_THREADS the user set before ``python -m pipeline.train`` wins: on a machine busy with other work
-    one thread is the faster choice (a training step took 10 s on 1 thread against 19 s on 2 at load 8 on 2 cores).
+    The thread count decides how torch splits its sums over threads, so it is part of the result: the same params
+    give the same weights whatever the machine's core count (on a machine with the same instruction set). With
+    ``threads: 0`` the process takes every core it may use (``accelerate launch`` gives a lone CPU process one
+    thread; several processes already share the cores out and are left alone), or the OMP_NUM_THREADS the user
+    set before ``python -m pipeline.train``: faster on a large machine, but the weights then depend on it.
     """
+    if threads > 0:
+        torch.set_num_threads(threads)
+        return threads
     if accelerator.device.type != "cpu" or accelerator.num_processes > 1:
-        return
+        return torch.get_num_threads()
     wanted = os.environ.get(USER_THREADS, "")
-    if wanted.isdigit() and int(wanted) > 0:
-        torch.set_num_threads(int(wanted))
-        log.info("training on %d CPU thread(s) (OMP_NUM_THREADS)", int(wanted))
-        return
-    if torch.get_num_threads() > 1:
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores > 1:
-        torch.set_num_threads(cores)
-        log.info("training on %d CPU threads (accelerate launch passed 1; set "
-                 "--num_cpu_threads_per_process to choose)", cores)
+    chosen = int(wanted) if wanted.isdigit() and int(wanted) > 0 else cpu_threads(0)
+    torch.set_num_threads(chosen)
+    return chosen
 
 
-def make_loader(params: Params, accelerator: Accelerator) -> DataLoader:
-    """A shuffled, seeded loader over the views of ``data/augmented/plan.csv`` in batches of ``train.batch_size``
-    per process, made by ``train.num_workers`` worker processes (kept for the whole run)."""
+def make_loader(cfg: Train, seed: int, accelerator: Accelerator) -> DataLoader:
+    """A shuffled loader over the views of ``data/augmented/plan.csv`` in batches of ``train.batch_size`` per
+    process, in an order seeded by ``seed``, made by ``train.num_workers`` worker processes (kept for the run)."""
     views = TrainViews()
-    check_timesteps(params.train.arch, views.timesteps, str(AUGMENTED_DIR / PLAN_FILE))
-    per_step = params.train.batch_size * accelerator.num_processes
-    batch_sampler = SizeGroupedBatches(views.sizes, params.train.batch_size, params.base.seed)
+    check_timesteps(cfg.arch, views.timesteps, str(AUGMENTED_DIR / PLAN_FILE))
+    per_step = cfg.batch_size * accelerator.num_processes
+    batch_sampler = SizeGroupedBatches(views.sizes, cfg.batch_size, seed)
     if len(batch_sampler) < accelerator.num_processes:
         raise UserError(f"{AUGMENTED_DIR / PLAN_FILE} holds {len(views)} views, fewer than one batch of one crop "
-                        f"size (train.batch_size {params.train.batch_size} x {accelerator.num_processes} processes)")
+                        f"size (train.batch_size {cfg.batch_size} x {accelerator.num_processes} processes)")
     for size in np.unique(views.sizes):
         count = int((views.sizes == size).sum())
         if count < per_step:
             log.warning("the %d views of %dx%d are fewer than one batch and are never trained on; raise "
                         "augment.views_per_triplet or lower train.batch_size", count, size, size)
-    workers = params.train.num_workers
+    workers = cfg.num_workers
     return DataLoader(views, batch_sampler=batch_sampler, num_workers=workers, persistent_workers=workers > 0,
                       worker_init_fn=quiet_worker if workers else None,
                       multiprocessing_context=WORKER_START if workers else None)
@@ -187,11 +184,11 @@ def batches(accelerator: Accelerator, loader: DataLoader, start: int) -> Iterato
         epoch, skip = epoch + 1, 0
 
 
-def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accelerator,
-               frozen: set[str]) -> dict[str, float]:
-    """One optimizer step over ``grad_accum_steps`` micro-batches, leaving ``frozen`` groups untouched;
-    returns the mean loss terms (``{"total": nan}`` as soon as a loss is not finite on any process)."""
-    cfg = params.train
+def train_step(model, optimizer, batch_iter, cfg: Train, accelerator: Accelerator, frozen: set[str],
+               pull: PullToPretrained | None = None) -> dict[str, float]:
+    """One optimizer step over ``grad_accum_steps`` micro-batches, leaving ``frozen`` groups untouched (and
+    pulling the others towards the pretrained weights with ``pull``); returns the mean loss terms
+    (``{"total": nan}`` as soon as a loss is not finite on any process)."""
     sums: dict[str, float] = {}
     teach = needs_teacher(cfg.loss)
     for _ in range(cfg.grad_accum_steps):
@@ -209,6 +206,8 @@ def train_step(model, optimizer, batch_iter, params: Params, accelerator: Accele
                 if cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
+            if pull is not None and accelerator.sync_gradients:
+                pull.step(frozen)
             optimizer.zero_grad()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.item() / cfg.grad_accum_steps

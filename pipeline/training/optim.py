@@ -48,9 +48,39 @@ def drop_frozen_gradients(optimizer: Optimizer, frozen: set[str]) -> None:
                     param.grad = None
 
 
+class PullToPretrained:
+    """L2-SP in its decoupled form: after each optimizer step, every trained weight moves back towards its
+    pretrained value by its group's current rate x ``strength`` x its distance from it, as AdamW's weight decay
+    moves it towards zero. It keeps the pretrained behaviour where the footage gives little signal (Li et al.,
+    "Explicit inductive bias for transfer learning with convolutional networks", ICML 2018, add the same pull as a
+    loss term; decoupled, Adam's scaling does not weaken it). At a rate of 1e-4, strength 100 halves a weight's
+    distance from its pretrained value in about 70 steps when nothing else moves it.
+
+    The anchors are copies taken before training starts, from the pretrained weights (a resumed run takes them
+    again from the pretrained checkpoint, so they are never saved)."""
+
+    def __init__(self, optimizer: Optimizer, strength: float) -> None:
+        self.optimizer, self.strength = optimizer, strength
+        self.anchors = {p: p.detach().clone() for group in optimizer.param_groups for p in group["params"]}
+
+    @torch.no_grad()
+    def step(self, frozen: set[str] = frozenset()) -> None:
+        for group in self.optimizer.param_groups:
+            if group["name"] in frozen:
+                continue
+            for param in group["params"]:
+                param.sub_(param - self.anchors[param], alpha=group["lr"] * self.strength)
+
+
+def pull_to_pretrained(optimizer: Optimizer, cfg: Train) -> PullToPretrained | None:
+    """The L2-SP pull of ``train.l2sp`` (None when it is 0). Build it before the optimizer holds other weights."""
+    return PullToPretrained(optimizer, cfg.l2sp) if cfg.l2sp > 0 else None
+
+
 def group_lrs(optimizer: Optimizer, frozen: set[str] = frozenset()) -> dict[str, float]:
     """The learning rate in force now, by group name (0 for a frozen group)."""
     return {group["name"]: 0.0 if group["name"] in frozen else group["lr"] for group in optimizer.param_groups}
 
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "drop_frozen_gradients", "frozen_at", "group_lrs", "param_groups"]
+__all__ = ["OPTIMIZERS", "PullToPretrained", "build_optimizer", "drop_frozen_gradients", "frozen_at", "group_lrs",
+           "param_groups", "pull_to_pretrained"]

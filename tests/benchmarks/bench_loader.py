@@ -88,7 +88,7 @@ def run_steps(params: Params, feed: Callable[[], Iterator], steps: int) -> dict[
     """``steps`` optimizer steps (after WARMUP_STEPS) of the train stage fed by ``feed()``: seconds per step and
     seconds of waiting for data per step."""
     cfg = params.train
-    accelerator = make_accelerator(params)
+    accelerator = make_accelerator(params.train)
     set_seed(params.base.seed)
     model = load_checkpoint(PRETRAINED, cfg.arch).train().to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, params.lr, cfg)
@@ -97,7 +97,7 @@ def run_steps(params: Params, feed: Callable[[], Iterator], steps: int) -> dict[
     times, waits = [], []
     for _ in range(WARMUP_STEPS + steps):
         began, waited = time.perf_counter(), stream.seconds
-        train_step(model, optimizer, stream, params, accelerator, frozen=set())
+        train_step(model, optimizer, stream, params.train, accelerator, frozen=set())
         times.append(time.perf_counter() - began)
         waits.append(stream.seconds - waited)
     return {"step": statistics.mean(times[WARMUP_STEPS:]), "wait": statistics.mean(waits[WARMUP_STEPS:])}
@@ -106,15 +106,15 @@ def run_steps(params: Params, feed: Callable[[], Iterator], steps: int) -> dict[
 def plan_feed(params: Params, workers: int) -> Callable[[], Iterator]:
     def feed() -> Iterator:
         with_workers = dataclasses.replace(params, train=dataclasses.replace(params.train, num_workers=workers))
-        accelerator = make_accelerator(with_workers)
-        return batches(accelerator, accelerator.prepare(make_loader(with_workers, accelerator)), 0)
+        accelerator = make_accelerator(with_workers.train)
+        return batches(accelerator, accelerator.prepare(make_loader(with_workers.train, with_workers.base.seed, accelerator)), 0)
     return feed
 
 
 def stored_feed(params: Params, crops: Path, views: TrainViews) -> Callable[[], Iterator]:
     def feed() -> Iterator:
         sampler = SizeGroupedBatches(views.sizes, params.train.batch_size, params.base.seed)
-        accelerator = make_accelerator(params)
+        accelerator = make_accelerator(params.train)
         return batches(accelerator, accelerator.prepare(DataLoader(StoredCrops(crops, views.timesteps),
                                                                    batch_sampler=sampler)), 0)
     return feed

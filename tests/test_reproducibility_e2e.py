@@ -1,0 +1,73 @@
+"""The same params train the same weights on any number of cores: ``train.threads`` fixes the thread count, so
+the CPUs a run may use (its affinity, as a 2-core and a 16-core machine differ) do not change a bit of the result.
+
+The thread count only matters to kernels that split their sums over threads; on this project's AVX2 machines
+the default kernels do not, so the runs below cap oneDNN at SSE4.1, whose convolution kernels do (the same
+params gave different weights on one and two threads there), to show both that the setting holds and that the
+test would see it fail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ENV, file_md5, new_project, sh
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # trains three times; fetch downloads the official weights
+
+THREAD_SENSITIVE = {"ONEDNN_MAX_CPU_ISA": "SSE41"}  # kernels whose sums depend on the thread count
+
+
+def cores() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+needs_two_cores = pytest.mark.skipif(len(cores()) < 2 or shutil.which("taskset") is None,
+                                     reason="needs two CPU cores and taskset to run on one and on two")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    # frames and batches of the default size: smaller ones leave oneDNN too little to split over threads
+    root = new_project(tmp_path_factory.mktemp("threads"), {"augment": {"crop": 224},
+                                                            "train": {"steps": 2, "val_every": 2, "batch_size": 4}})
+    sh(root, "dvc", "repro", "augment")
+    return root
+
+
+def trained_on(root, cpus: list[int], threads: int) -> str:
+    """Train with ``train.threads`` = ``threads`` on the CPUs ``cpus`` only; the md5 of the fine-tuned weights."""
+    params = (root / "params.yaml").read_text()
+    (root / "params.yaml").write_text(params.replace("threads: 2\n", f"threads: {threads}\n"))
+    try:
+        done = subprocess.run(["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "pipeline.train"],
+                              cwd=root, env={**ENV, **THREAD_SENSITIVE}, capture_output=True, text=True)
+    finally:
+        (root / "params.yaml").write_text(params)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{threads or len(cpus)} CPU thread(s) each" in done.stderr
+    return file_md5(root / "models/finetuned/flownet.pkl")
+
+
+@pytest.fixture(scope="module")
+def weights(project) -> dict[tuple[int, int], str]:
+    """md5 of the weights trained on (cores, threads): 2 threads on one core and on two; 0 (every core) on one."""
+    one, two = cores()[:1], cores()[:2]
+    return {(1, 2): trained_on(project, one, threads=2), (2, 2): trained_on(project, two, threads=2),
+            (1, 0): trained_on(project, one, threads=0)}
+
+
+@needs_two_cores
+def test_the_same_params_give_the_same_weights_on_one_core_and_on_two(weights):
+    assert weights[1, 2] == weights[2, 2]
+
+
+@needs_two_cores
+def test_without_a_fixed_thread_count_the_cores_change_the_weights(weights):
+    """The control: ``threads: 0`` takes every core it may use (one thread on one core), and the weights differ
+    from those of two threads, as they would between a 1-core and a 2-core machine."""
+    assert weights[1, 0] != weights[2, 2]
