@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test test-fast
+.PHONY: setup repro test test-fast lint
 
 setup: $(VENV)/.installed plots/offline.html
 
@@ -26,9 +26,13 @@ plots/offline.html: plots/page.html pipeline/plots_page.py $(VENV)/.installed
 repro: setup
 	dvc repro
 
-test: setup
+test: setup lint
 	pytest -q
 
-# The fast tier: everything but the end-to-end and package-index tests (about a minute here).
-test-fast: setup
+# The fast tier: everything but the end-to-end and package-index tests.
+test-fast: setup lint
 	pytest -q -m "not slow and not network"
+
+# ruff with the rules in pyproject.toml, over the package, the tests and the benchmarks
+lint: setup
+	ruff check .

@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import UserError
-from pipeline.core.runner import user_facing
 from pipeline.core.params import Augment, load_params
 from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE
+from pipeline.core.runner import user_facing
 from pipeline.footage.triplets import split_triplets
 from pipeline.footage.views import FRAME_COLUMNS, crop_for, draw_view
 
@@ -52,7 +52,8 @@ def train_triplets() -> pd.DataFrame:
 
 def crop_sizes(triplets: pd.DataFrame, limit: int) -> pd.Series:
     """The crop side of each triplet; logs each clip cropped smaller than ``limit``."""
-    sizes = pd.Series([crop_for(h, w, limit) for h, w in zip(triplets.height, triplets.width)], index=triplets.index)
+    sides = zip(triplets.height, triplets.width, strict=True)
+    sizes = pd.Series([crop_for(h, w, limit) for h, w in sides], index=triplets.index)
     for index in triplets.index[sizes < limit].intersection(triplets.drop_duplicates("clip").index):
         row = triplets.loc[index]
         log.info("%s is %dx%d: cropped at %dx%d (augment.crop = %d does not fit)", row["clip"], row["width"],
@@ -71,7 +72,8 @@ def plan_views(triplets: pd.DataFrame, cfg: Augment, seed: int) -> pd.DataFrame:
             triplets[columns].itertuples(), total=len(triplets), desc="augment", unit="triplet"):
         for _ in range(cfg.views_per_triplet):
             view = draw_view(int(height), int(width), float(timestep), cfg, rng, int(sizes[index]))
-            rows.append({"view": len(rows), "triplet": int(triplet), "clip": clip, **dict(zip(FRAME_COLUMNS, paths)),
+            files = dict(zip(FRAME_COLUMNS, paths, strict=True))
+            rows.append({"view": len(rows), "triplet": int(triplet), "clip": clip, **files,
                          "height": int(height), "width": int(width), **view})
     return pd.DataFrame(rows)
 

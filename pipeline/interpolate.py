@@ -26,18 +26,26 @@ from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_dir, atomic_path, check_creatable
 from pipeline.core.errors import UserError
-from pipeline.core.runner import user_facing
 from pipeline.core.params import load_params
-from pipeline.core.paths import FINETUNED
+from pipeline.core.paths import FINETUNED, PARAMS_FILE
+from pipeline.core.runner import user_facing
 from pipeline.footage.encoder import CODECS, CONTAINERS, DEFAULT_CODEC, Codec, VideoWriter, check_codec
-from pipeline.footage.video import (Frame, VideoInfo, change_score, decode, nearer_frames, open_video, probe, thumbnail,
-                                    write_bgr)
+from pipeline.footage.video import (
+    Frame,
+    VideoInfo,
+    change_score,
+    decode,
+    nearer_frames,
+    open_video,
+    probe,
+    thumbnail,
+    write_bgr,
+)
 from pipeline.models import ARCHITECTURES, AUTO, from_batch, load_checkpoint, to_batch
 from pipeline.models.onnx_model import OnnxFlowNet, load_onnx
 
 log = logging.getLogger("pipeline.interpolate")
 
-PARAMS_FILE = Path("params.yaml")
 
 
 class Interpolator(Protocol):
@@ -164,7 +172,7 @@ def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int,
                 middles = nearer_frames(previous.image, frame.image, multi)
             else:
                 middles = [to_rgb(t) for t in model.in_between(previous_batch, batch, multi - 1, scale)]
-            for image, pts in zip(middles, times):
+            for image, pts in zip(middles, times, strict=True):
                 sink.write(image, pts)
         previous, previous_batch, previous_thumb = frame, batch, thumb
     sink.write(previous.image, previous.pts * multi)

@@ -6,8 +6,9 @@ params ``base``, ``train`` (architecture, batch, groups, optimizer, loss, loader
 suggested rates) and ``lr_find.png``.
 
 The base rate grows exponentially from ``min_lr`` to ``max_lr``, one training step at each rate (every group
-at its multiple of it, as in training; ``train.freeze`` does not apply: the test probes every group); the loss is smoothed exponentially (bias-corrected) and the test
-stops once the smoothed loss exceeds ``diverge`` times its lowest value. Suggestions: ``steepest`` (where the
+at its multiple of it, as in training; ``train.freeze`` does not apply: the test probes every group); the loss is
+smoothed exponentially (bias-corrected) and the test stops once the smoothed loss exceeds ``diverge`` times its
+lowest value. Suggestions: ``steepest`` (where the
 smoothed loss falls fastest against log rate), ``minimum_div_10`` (a tenth of the rate at the lowest
 smoothed loss) and ``valley`` (the middle of the longest stretch over which the loss keeps falling). For
 fine-tuning a pretrained network, read them as upper bounds: the RIFE author advises far lower rates
@@ -27,11 +28,11 @@ from accelerate.utils import set_seed
 from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_path, write_text
-from pipeline.core.runner import user_facing
-from pipeline.core.system import pin_cpu_isa
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import LR_FIND_RESULTS, PRETRAINED
 from pipeline.core.plotting import png_figure
+from pipeline.core.runner import user_facing
+from pipeline.core.system import pin_cpu_isa
 from pipeline.models import load_checkpoint, with_resolved_arch
 from pipeline.training.groups import check_group_names, multipliers
 from pipeline.training.loop import batches, make_accelerator, make_loader, train_step, use_threads
@@ -117,7 +118,7 @@ def plot(curve: pd.DataFrame, suggested: dict[str, float], path) -> None:
     with png_figure(path) as ax:
         ax.plot(curve["lr"], curve["loss"], color="0.75", linewidth=1, label="loss")
         ax.plot(curve["lr"], curve["smoothed_loss"], linewidth=2, label="smoothed loss")
-        for (name, rate), style in zip(suggested.items(), ("--", "-.", ":")):
+        for (name, rate), style in zip(suggested.items(), ("--", "-.", ":"), strict=True):
             ax.axvline(rate, linestyle=style, color="k", linewidth=1, label=f"{name} {rate:.2g}")
         ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="learning-rate range test",
                ylim=(0, 2 * curve["smoothed_loss"].max()))

@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 
 from pipeline.core.atomic import atomic_path
-from pipeline.core.runner import user_facing
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import LR_PREVIEW_RESULTS, PRETRAINED
 from pipeline.core.plotting import png_figure
+from pipeline.core.runner import user_facing
 from pipeline.models import create_model, with_resolved_arch
 from pipeline.training.groups import check_group_names, frozen_at, unfreeze_steps
 from pipeline.training.optim import build_optimizer, group_lrs

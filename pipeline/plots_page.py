@@ -23,11 +23,11 @@ from pathlib import Path
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import UserError
+from pipeline.core.paths import PLOTS_DIR
 from pipeline.core.runner import user_facing
 
 log = logging.getLogger("pipeline.plots_page")
 
-PLOTS_DIR = Path("plots")
 TEMPLATE = PLOTS_DIR / "page.html"  # ours, committed: DVC's placeholders and a marker for the scripts
 VENDOR = PLOTS_DIR / "vendor"
 OFFLINE_PAGE = PLOTS_DIR / "offline.html"

@@ -166,7 +166,8 @@ def new_project(root: Path, params: dict | None = None, commit: bool = True) -> 
             else:
                 merged[section] = values
         (root / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
-    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false")):
+    for cmd in (("git", "init", "-q", "-b", "main"), ("dvc", "init", "-q"),
+                ("dvc", "config", "core.analytics", "false")):
         sh(root, *cmd)
     if commit:
         sh(root, "git", "add", "-A")

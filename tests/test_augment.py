@@ -9,8 +9,18 @@ import pytest
 
 from pipeline.augment import plan_views
 from pipeline.core.params import Augment, build
-from pipeline.footage.views import (apply_view, channel_reverse, crop_for, downscale, draw_view, hflip, jitter, rotate,
-                                    temporal_reverse, vflip)
+from pipeline.footage.views import (
+    apply_view,
+    channel_reverse,
+    crop_for,
+    downscale,
+    draw_view,
+    hflip,
+    jitter,
+    rotate,
+    temporal_reverse,
+    vflip,
+)
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
 
 FRAMES = np.random.default_rng(0).integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)

@@ -15,11 +15,11 @@ from torch import nn
 
 from pipeline.core import params as params_module
 from pipeline.core.params import load_params
-from pipeline.scoring.summary import OTHER_CLIPS, motion_buckets, summarise, triplet_table
 from pipeline.scoring.batches import model_predictor, model_scale, same_size_chunks, score_rows, score_triplets
 from pipeline.scoring.interpolators import METHODS, blend, dis_flow, repeat_nearer
 from pipeline.scoring.metrics import METRICS, psnr
 from pipeline.scoring.plots import pick_examples
+from pipeline.scoring.summary import OTHER_CLIPS, motion_buckets, summarise, triplet_table
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, write_params
 
 BASELINES = {"repeat": repeat_nearer, "blend": blend, "dis_flow": dis_flow}
@@ -106,7 +106,7 @@ def triplet_dir(tmp_path, monkeypatch) -> pd.DataFrame:
     specs = [("a", 48, 64, 0.5, 0), ("a", 48, 64, 0.5, 1), ("a", 48, 64, 0.25, 2), ("b", 32, 40, 0.5, 3)]
     for i, (clip, height, width, t, seed) in enumerate(specs):
         names = [f"frames/{clip}/{i}_{k}.png" for k in range(3)]
-        for name, frame in zip(names, frames(3, height, width, seed=seed)):
+        for name, frame in zip(names, frames(3, height, width, seed=seed), strict=True):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(root / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         records.append({"triplet": i, "clip": clip, "split": "test", "status": "kept", "frame0": 0, "frame_t": 1,
@@ -131,7 +131,7 @@ def test_train_validation_scores_are_the_shared_scores(triplet_dir):
     scores = score_rows(model, rows, torch.device("cpu"), round_prediction=True, batch_size=2)
     assert model.calls == [(2, 48, 64, 0.5, 1.0), (1, 32, 40, 0.5, 1.0)]  # full scale, whatever evaluate uses
     table = score_triplets(rows, {"m": model_predictor(model, torch.device("cpu"))}, ("psnr", "ssim"), True)
-    assert scores == list(zip(table.m_psnr, table.m_ssim))
+    assert scores == list(zip(table.m_psnr, table.m_ssim, strict=True))
 
 
 def fake_table(gains: list[float], clips: list[str], gaps: list[int] | None = None) -> pd.DataFrame:

@@ -117,5 +117,5 @@ def test_interpolate_runs_the_exported_graph(tmp_path):
         done = run_module("pipeline.interpolate", tmp_path, "in.mkv", name, *source, "--multi", "3",
                           "--cut-threshold", "0.1")
         assert done.returncode == 0, done.stderr
-    for a, b in zip(sorted((tmp_path / "onnx").glob("*.png")), sorted((tmp_path / "torch").glob("*.png"))):
+    for a, b in zip(sorted((tmp_path / "onnx").glob("*.png")), sorted((tmp_path / "torch").glob("*.png")), strict=True):
         assert np.abs(cv2.imread(str(a)).astype(int) - cv2.imread(str(b)).astype(int)).max() <= 1

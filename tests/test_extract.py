@@ -150,7 +150,7 @@ def test_extract_demo_splits_are_leak_free(tmp_path, params_dict, demo_clips, sp
     assert (kept.groupby(["clip", "split"]).size() <= 3).all()
     guard = params_dict["extract"]["guard_frames"]
     for clip, rows in kept.groupby("clip"):
-        windows = list(zip(rows.split, rows.frame0, rows.frame1))
+        windows = list(zip(rows.split, rows.frame0, rows.frame1, strict=True))
         for split_a, first_a, last_a in windows:  # windows of two splits never come within guard frames
             for split_b, first_b, _ in windows:
                 if split_a != split_b and first_b > first_a:
@@ -196,7 +196,8 @@ def test_image_folders_and_vimeo_and_video_in_one_source(tmp_path, params_dict):
     assert kinds == {"shot_a": "images", "shot_b": "images", "video.avi": "video", "vimeo": "vimeo"}
     # natural order: frame 10 of shot_a is frame_11.png, stored as the same pixels (PNG sources are copied)
     row = manifest[(manifest["clip"] == "shot_a") & (manifest.frame0 == 10)].iloc[0]
-    assert (tmp_path / "data/triplets" / row.path0).read_bytes() == (tmp_path / "clips/shot_a/frame_11.png").read_bytes()
+    stored = (tmp_path / "data/triplets" / row.path0).read_bytes()
+    assert stored == (tmp_path / "clips/shot_a/frame_11.png").read_bytes()
     vimeo = manifest[manifest["clip"].str.startswith("vimeo/")]
     assert set(vimeo[vimeo["clip"].str.startswith("vimeo/00005")].split) == {"test"}
     assert (vimeo[vimeo.split == "test"].status == "kept").all()  # the official test list is kept whole

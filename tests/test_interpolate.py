@@ -76,7 +76,7 @@ def test_ffv1_is_bit_exact_and_matches_the_png_frames(work):
         assert interpolate(work, "clip.avi", "frames", "--checkpoint", "hdv3.pkl", "--multi", "4").returncode == 0
     pngs = [cv2.imread(str(p))[:, :, ::-1] for p in sorted((work / "frames").glob("*.png"))]
     decoded = images(work / "exact.mkv")
-    assert len(decoded) == len(pngs) and all(np.array_equal(a, b) for a, b in zip(decoded, pngs))
+    assert len(decoded) == len(pngs) and all(np.array_equal(a, b) for a, b in zip(decoded, pngs, strict=True))
 
 
 @pytest.mark.slow
@@ -88,7 +88,7 @@ def test_rational_rate_timestamps_and_audio_are_kept(tmp_path, work):
     info = probe(tmp_path / "out.mp4")
     assert info.rate == Fraction(60000, 1001) and info.frames == 7 and info.has_audio
     source = times(tmp_path / "ntsc.mp4")
-    expected = [t for a, b in zip(source, source[1:]) for t in (a, (a + b) / 2)] + source[-1:]
+    expected = [t for a, b in zip(source, source[1:], strict=True) for t in (a, (a + b) / 2)] + source[-1:]
     assert np.allclose(times(tmp_path / "out.mp4"), expected, atol=1e-4)
     with av.open(str(tmp_path / "ntsc.mp4")) as a, av.open(str(tmp_path / "out.mp4")) as b:
         packets_in = [bytes(p) for p in a.demux(audio=0) if p.size]
@@ -104,7 +104,7 @@ def test_variable_frame_rate_keeps_its_timing(tmp_path, work):
               time_base=Fraction(1, 25))
     done = interpolate(tmp_path, "vfr.mkv", "out.mkv", "--checkpoint", str(work / "4.18.pkl"), "--codec", "ffv1")
     assert done.returncode == 0, done.stderr
-    expected = [t / 50 for a, b in zip(pts, pts[1:]) for t in (2 * a, a + b)] + [pts[-1] / 25]
+    expected = [t / 50 for a, b in zip(pts, pts[1:], strict=True) for t in (2 * a, a + b)] + [pts[-1] / 25]
     assert np.allclose(times(tmp_path / "out.mkv"), expected, atol=1e-3)
 
 
@@ -144,7 +144,7 @@ def test_ffv1_decodes_to_exactly_the_frames_encoded(tmp_path):
         writer.write(frame, i)
     writer.close()
     decoded = images(tmp_path / "exact.mkv")
-    assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, frames))
+    assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, frames, strict=True))
 
 
 def test_ten_bit_input_is_read_without_clipping(tmp_path):

@@ -58,7 +58,8 @@ def test_views_are_made_from_the_frames_as_the_plan_says(tmp_path):
 def test_a_missing_frame_stops_before_training_naming_the_file(tmp_path):
     write_views(tmp_path)
     (tmp_path / TRIPLETS_DIR / "frames/7_1.png").unlink()
-    with pytest.raises(UserError, match=r"frames/7_1.png: missing \(the augment plan uses it\); run `dvc repro extract`"):
+    message = r"frames/7_1.png: missing \(the augment plan uses it\); run `dvc repro extract`"
+    with pytest.raises(UserError, match=message):
         TrainViews(tmp_path / AUGMENTED_DIR / PLAN_FILE, tmp_path / TRIPLETS_DIR)
 
 
@@ -84,7 +85,8 @@ def prepared_loader(root, monkeypatch, params_dict, workers: int = 0):
 
 
 def batch_stream(accelerator, loader, start: int, count: int) -> list[np.ndarray]:
-    return [torch.stack(batch[:3]).numpy().copy() for batch in itertools.islice(batches(accelerator, loader, start), count)]
+    stream = itertools.islice(batches(accelerator, loader, start), count)
+    return [torch.stack(batch[:3]).numpy().copy() for batch in stream]
 
 
 def test_the_loader_stacks_mixed_sizes_and_resumes_mid_epoch_on_the_same_batches(tmp_path, monkeypatch, params_dict):
@@ -99,7 +101,7 @@ def test_the_loader_stacks_mixed_sizes_and_resumes_mid_epoch_on_the_same_batches
     assert {b.shape[-1] for b in whole} == {64, 96} and all(b.shape[1] == 2 for b in whole)
     for start in (4, 10, 13):
         resumed = stream(start, 25 - start)
-        assert all(np.array_equal(a, b) for a, b in zip(whole[start:], resumed))
+        assert all(np.array_equal(a, b) for a, b in zip(whole[start:], resumed, strict=True))
 
 
 @pytest.mark.slow  # starts loader worker processes
@@ -110,7 +112,7 @@ def test_the_same_plan_gives_bit_identical_batches_with_and_without_workers(tmp_
     accelerator, loader = prepared_loader(tmp_path, monkeypatch, params_dict, workers=2)
     workers = batch_stream(accelerator, loader, 0, 10)
     assert len(alone) == len(workers) == 10
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(alone, workers))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(alone, workers, strict=True))
 
 
 @pytest.mark.slow  # starts a loader worker process

@@ -10,8 +10,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pipeline.scoring.metrics import paired_difference
-from pipeline.scoring.metrics import METRICS, luma, prediction_to_255, psnr, psnr_y, ssim, ssim_matlab
+from pipeline.scoring.metrics import (
+    METRICS,
+    luma,
+    paired_difference,
+    prediction_to_255,
+    psnr,
+    psnr_y,
+    ssim,
+    ssim_matlab,
+)
 
 
 def noisy_pair(shape: tuple[int, int, int], seed: int, spread: int = 20) -> tuple[np.ndarray, np.ndarray]:

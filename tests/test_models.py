@@ -12,10 +12,28 @@ import torch
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import ARCH_NAMES
-from pipeline.models import (ARCHITECTURES, AUTO, create_model, expected_shapes, load_checkpoint, read_checkpoint,
-                             read_state_dict, resolve_arch, save_checkpoint)
-from tests.golden import (HDV3_GOLDEN, HDV3_SCALES, V4_CASES, V4_GOLDEN, as_batch, as_image, case_key, real_frames,
-                          seeded_state)
+from pipeline.models import (
+    ARCHITECTURES,
+    AUTO,
+    create_model,
+    expected_shapes,
+    load_checkpoint,
+    read_checkpoint,
+    read_state_dict,
+    resolve_arch,
+    save_checkpoint,
+)
+from tests.golden import (
+    HDV3_GOLDEN,
+    HDV3_SCALES,
+    V4_CASES,
+    V4_GOLDEN,
+    as_batch,
+    as_image,
+    case_key,
+    real_frames,
+    seeded_state,
+)
 
 V4 = [arch for arch in ARCHITECTURES if arch != "hdv3"]
 # Parameter counts of the published networks (the Practical-RIFE model list; the official code in the wheels).
@@ -114,7 +132,7 @@ def test_v4_in_between_asks_for_each_timestep():
     model = seeded_model("4.18")
     img0, img1 = (as_batch(a) for a in real_frames())
     frames = model.in_between(img0, img1, 3)
-    for frame, t in zip(frames, (0.25, 0.5, 0.75)):
+    for frame, t in zip(frames, (0.25, 0.5, 0.75), strict=True):
         assert torch.equal(frame, model.interpolate(img0, img1, t))
 
 

@@ -245,5 +245,6 @@ def test_a_non_finite_loss_stops_with_one_line(project):
                           text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: training loss is not finite at step 0") and "lower lr" in last and "state/train" not in last
+    assert last.startswith("error: training loss is not finite at step 0")
+    assert "lower lr" in last and "state/train" not in last
     assert weights.read_bytes() == before

@@ -36,7 +36,8 @@ def with_options(cfg: Train, schedule: str, **options) -> Train:
 
 def two_groups(rates: tuple[float, float] = (LR, LR / 4)) -> torch.optim.Optimizer:
     params = [torch.nn.Parameter(torch.zeros(1)) for _ in rates]
-    return torch.optim.SGD([{"params": [p], "lr": r, "name": f"g{i}"} for i, (p, r) in enumerate(zip(params, rates))])
+    pairs = enumerate(zip(params, rates, strict=True))
+    return torch.optim.SGD([{"params": [p], "lr": r, "name": f"g{i}"} for i, (p, r) in pairs])
 
 
 def curve(scheduler, optimizer, steps: int, scores: dict[int, float] | None = None) -> list[list[float]]:
@@ -62,7 +63,7 @@ def ours(cfg: Train, steps: int, scores=None, rates=(LR, LR / 4)) -> list[list[f
 
 def assert_curves_equal(a, b):
     assert len(a) == len(b)
-    for step, (x, y) in enumerate(zip(a, b)):
+    for step, (x, y) in enumerate(zip(a, b, strict=True)):
         assert x == pytest.approx(y, rel=1e-9, abs=1e-15), f"step {step}: {x} != {y}"
 
 
@@ -83,7 +84,7 @@ def test_the_end_of_warmup_is_exactly_lr(cfg, name):
     rates = ours(with_options(replace(cfg, warmup_steps=10), name), 100)
     assert rates[9][0] == pytest.approx(LR, rel=1e-12)
     assert rates[0][0] == pytest.approx(LR / 10)
-    assert all(a[0] < b[0] for a, b in zip(rates[:9], rates[1:10]))
+    assert all(a[0] < b[0] for a, b in zip(rates[:9], rates[1:10], strict=True))
 
 
 def test_warmup_as_a_fraction_of_the_run(cfg):
@@ -269,7 +270,8 @@ def test_options_of_a_schedule_not_chosen_are_not_checked_against_the_run(params
 
 def test_an_unknown_group_lists_the_architectures_groups(cfg):
     run = replace(cfg, groups=replace(cfg.groups, lr_mult={"encoder": 0.5}))
-    with pytest.raises(UserError, match="names group 'encoder'; train.arch = hdv3 has: block0, block1, block2, teacher"):
+    with pytest.raises(UserError,
+                       match="names group 'encoder'; train.arch = hdv3 has: block0, block1, block2, teacher"):
         check_group_names(run)
 
 
@@ -282,7 +284,7 @@ def test_l2sp_pulls_each_trained_group_back_by_its_rate_and_leaves_frozen_ones()
         for group in optimizer.param_groups:
             group["params"][0].add_(1.0)  # one unit away from the pretrained value
     pull.step()
-    moved = [g["params"][0].item() - a.item() for g, a in zip(optimizer.param_groups, anchors)]
+    moved = [g["params"][0].item() - a.item() for g, a in zip(optimizer.param_groups, anchors, strict=True)]
     assert moved == pytest.approx([1 - 0.1 * 2.0, 1 - 0.01 * 2.0])  # distance x (1 - rate x strength)
     pull.step(frozen={"g0"})
     assert optimizer.param_groups[0]["params"][0].item() - anchors[0].item() == pytest.approx(0.8)

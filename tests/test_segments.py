@@ -15,11 +15,11 @@ import pytest
 from pipeline.core.errors import UserError
 from pipeline.core.params import VideosOpts, load_params
 from pipeline.core.schema import build
-from pipeline.scoring.evaluation import score_with_segments
 from pipeline.footage.sources import Clip
 from pipeline.footage.triplets import split_spans, split_triplets
 from pipeline.footage.video import decode
 from pipeline.scoring.batches import score_triplets
+from pipeline.scoring.evaluation import score_with_segments
 from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream, minterpolate_pair
 from pipeline.scoring.interpolators import blend
 from pipeline.scoring.metrics import block_bootstrap, paired_difference, psnr
@@ -130,7 +130,7 @@ class Counting:
         self.weight, self.calls = weight, []
 
     def __call__(self, img0: np.ndarray, img1: np.ndarray, timestep: float) -> np.ndarray:
-        for a, b in zip(img0, img1):
+        for a, b in zip(img0, img1, strict=True):
             self.calls.append((hashlib.md5(a.tobytes()).hexdigest(), hashlib.md5(b.tobytes()).hexdigest(), timestep))
         return blend(img0, img1, timestep) * self.weight
 
@@ -208,6 +208,7 @@ def test_a_segment_with_minterpolate_rebuilds_whatever_the_batch(tmp_path, param
     """Intervals come from the models a batch at a time; minterpolate gives out an interval only after later kept
     frames went in. Batches of one, or a last batch of one, once left the rebuild waiting on the pipe forever."""
     import threading
+
     from pipeline.scoring.ffmpeg import ffmpeg_mci
     params = extracted_clip(tmp_path, params_dict, monkeypatch, evaluate={
         "methods": ["finetuned", "pretrained", "ffmpeg_mci"], "batch_size": batch_size})

@@ -28,13 +28,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ENV, copy_project, lr_curve, sh, tiny_params, tree_digest, wait_for_queue
+from tests.helpers import ENV, lr_curve, new_project, sh, tree_digest, wait_for_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in temporary repos; fetch downloads the demo
 
 CACHED_OUTPUTS = ("data/demo", "data/triplets", "data/augmented", "models/pretrained/flownet.pkl",
                   "models/finetuned/flownet.pkl")  # what dvc push / dvc pull carry; the results travel by git
-SHARED_STUDY = "author-1e-5,constant-1e-4"  # two runs of the standard study, one on each machine
+SHARED_STUDY = "author-1e-5,l2sp-100"  # two strategies of the standard study (one seed), one on each machine
 
 
 def digest(path: Path) -> str:
@@ -48,10 +48,9 @@ def machines(tmp_path_factory) -> tuple[Path, Path, str]:
     origin, storage, a = top / "origin.git", top / "dvc-storage", top / "a"
     sh(top, "git", "init", "-q", "--bare", "-b", "main", str(origin))
     a.mkdir()
-    copy_project(a)
-    tiny_params(a)
-    for cmd in (("git", "init", "-q", "-b", "main"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
-                ("dvc", "remote", "add", "-d", "storage", str(storage)), ("git", "remote", "add", "origin", str(origin)),
+    new_project(a, commit=False)
+    for cmd in (("dvc", "remote", "add", "-d", "storage", str(storage)),
+                ("git", "remote", "add", "origin", str(origin)),
                 ("git", "add", "-A"), ("git", "commit", "-qm", "project"), ("dvc", "repro"),
                 ("git", "add", "-A"), ("git", "commit", "-qm", "results"), ("dvc", "push"),
                 ("git", "push", "-q", "origin", "main")):
@@ -88,11 +87,11 @@ def test_a_study_sharded_over_two_clones_comes_together_in_one_table(machines):
     a, b, _ = machines
     queued = {}
     for k, root in enumerate((a, b), start=1):
-        sh(root, sys.executable, "-m", "pipeline.study", "--queue", "--steps", "4", "--only", SHARED_STUDY,
-           "--shard", f"{k}/2")
+        sh(root, sys.executable, "-m", "pipeline.study", "--queue", "--steps", "4", "--seeds", "1", "--only",
+           SHARED_STUDY, "--shard", f"{k}/2")
         status = sh(root, "dvc", "queue", "status").stdout
-        queued[root] = [name for name in SHARED_STUDY.split(",") if name in status]
-    assert queued[a] == ["author-1e-5"] and queued[b] == ["constant-1e-4"]  # disjoint, together the whole
+        queued[root] = [f"{name}-seed1" for name in SHARED_STUDY.split(",") if f"{name}-seed1" in status]
+    assert queued[a] == ["author-1e-5-seed1"] and queued[b] == ["l2sp-100-seed1"]  # disjoint, together the whole
     for root in (a, b):
         sh(root, "dvc", "queue", "start", "-j", "1")
     for root in (a, b):
@@ -106,9 +105,9 @@ def test_a_study_sharded_over_two_clones_comes_together_in_one_table(machines):
     sh(a, "dvc", "exp", "pull", "origin")
     sh(a, sys.executable, "-m", "pipeline.study")
     table = pd.read_csv(a / "results/study/summary.csv")
-    ran = table[table.name.isin(SHARED_STUDY.split(","))]
-    assert len(table) == 3 and len(ran) == 2 and (ran.state == "success").all()
-    assert ran.psnr.notna().all() and ran.gain.notna().all() and set(ran.steps) == {4}
+    ran = table[table.strategy.isin(SHARED_STUDY.split(","))]
+    assert len(table) == 3 and len(ran) == 2 and (ran.runs == "1 success").all()  # and the baseline as default
+    assert ran.gain.notna().all() and ran.settings.str.contains("train.steps=4").all()
     # b's fine-tuned models came to a through the DVC remote, not only its metrics through git
     for name in queued[b]:
         md5 = exp_lock(a, name)["stages"]["train"]["outs"][0]["md5"]

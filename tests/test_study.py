@@ -1,16 +1,32 @@
-"""``pipeline.study`` parsing of ``dvc exp show --json`` and choosing the runs a machine queues (the real sweep
-is in test_study_e2e.py, the study shared over two clones in test_sharing_e2e.py)."""
+"""The study: which runs it queues, the statistics of replicated runs, and the verdict (the real sweep is in
+test_study_e2e.py, the study shared over two clones in test_sharing_e2e.py)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.core.errors import UserError
-from pipeline.study import (LR_FIND_METRICS, STUDY, Row, markdown, parse, parse_shard, rank_by_validation,
-                            select_runs, spearman, strategy_label, study_runs, validation_verdict)
+from pipeline.core.paths import LR_FIND_RESULTS
+from pipeline.experiments.records import Experiment, parse
+from pipeline.experiments.runs import STUDY, parse_shard, select_runs, strategy_of, study_runs
+from pipeline.experiments.stats import (
+    block_sampler,
+    components,
+    pooled_seed_sd,
+    spearman,
+    triplet_sampler,
+    two_way,
+    two_way_difference,
+)
+from pipeline.experiments.verdict import StrategyResult, bucket_mask, segment_lengths, summarise
+from pipeline.study import settings
 from tests.helpers import assert_user_error, run_module
+
+LR_FIND_METRICS = LR_FIND_RESULTS / "metrics.json"
 
 
 def test_no_commit_is_a_clear_error():
@@ -18,41 +34,160 @@ def test_no_commit_is_a_clear_error():
         parse([{"rev": "workspace", "data": {}}])
 
 
-def test_strategy_label_names_what_differs():
-    assert strategy_label({"train": {"schedule": "warmup_cosine"}}) == "warmup_cosine"
-    label = strategy_label({"train": {"schedule": "warmup_constant", "groups": {"lr_mult": {}, "layer_decay": 0.3},
-                                      "freeze": {"preset": "freeze_then_all", "until": 0.25}}})
-    assert label == "warmup_constant; layer_decay 0.3; freeze_then_all until 0.25"
+def test_a_run_belongs_to_the_strategy_its_name_says():
+    assert strategy_of("default-seed2") == "default"
+    assert strategy_of("l2sp-100-seed10") == "l2sp-100"
+    assert strategy_of("my-run") == "my-run" and strategy_of("odd-seedx") == "odd-seedx"
 
 
-def ran(name: str, val: float | None, test: float | None) -> Row:
-    return Row(name=name, state="success", strategy="constant", lr=1e-5, steps=10, gain=test, gain_low=test,
-               gain_high=test, val_gain=val, val_gain_low=val, val_gain_high=val)
+def test_settings_name_what_differs_from_the_baseline_but_the_seed():
+    base = {"lr": 1e-4, "base": {"seed": 1}, "train": {"schedule": "one_cycle", "l2sp": 0.0},
+            "evaluate": {"methods": ["finetuned", "pretrained", "blend"]}}
+    run = {"lr": 1e-5, "base": {"seed": 2}, "train": {"schedule": "warmup_constant", "l2sp": 0.0},
+           "evaluate": {"methods": ["finetuned", "pretrained"]}}
+    assert settings(run, base) == "lr=1e-05, train.schedule=warmup_constant"
+    assert settings(base, base) == "baseline params"
 
 
-def test_runs_are_ranked_by_val_gain_and_the_first_is_chosen():
-    rows = rank_by_validation([ran("a", 0.1, 0.3), ran("failed", None, None), ran("b", 0.3, 0.2), ran("c", 0.2, 0.1)])
-    assert [r.name for r in rows] == ["b", "c", "a", "failed"]
-    assert [r.chosen for r in rows] == [True, False, False, False]
-    table = markdown(rows)
-    assert "| **b** (chosen) |" in table and "+0.300 (+0.300 .. +0.300)" in table
-    verdict = validation_verdict(rows)
-    assert "validation chooses b (val gain +0.300 dB); its test gain: +0.200 dB" in verdict
-    assert "the best test gain was a (+0.300 dB)" in verdict
-    assert "Spearman rank correlation of val and test gains over 3 runs: -0.50" in verdict
-    assert "does not rank runs as the test does" in verdict
+# ---- statistics ---------------------------------------------------------------------------------------------
+
+def test_two_way_interval_of_a_constant_has_no_width():
+    assert two_way(np.full((3, 50), 0.2), triplet_sampler(50), 500, 0).text() == "+0.200 (+0.200 .. +0.200)"
 
 
-def test_spearman_is_the_rank_correlation():
+def test_seed_noise_widens_the_interval_that_triplets_alone_would_give():
+    rng = np.random.default_rng(0)
+    triplets = rng.normal(0.2, 0.3, size=200)
+    calm = np.vstack([triplets] * 3)
+    noisy = calm + np.array([[-0.1], [0.0], [0.1]])  # each seed shifts every triplet alike
+    narrow, wide = (two_way(m, triplet_sampler(200), 2000, 1) for m in (calm, noisy))
+    assert narrow.mean == pytest.approx(wide.mean)
+    assert wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
+
+
+def test_paired_seeds_cancel_what_both_strategies_share():
+    rng = np.random.default_rng(1)
+    shared = rng.normal(0, 0.2, size=(3, 1)) + rng.normal(0, 0.3, size=(1, 100))
+    a, b = shared + 0.05, shared
+    paired = two_way_difference(a, b, True, triplet_sampler(100), 2000, 0)
+    unpaired = two_way_difference(a, b, False, triplet_sampler(100), 2000, 0)
+    assert paired.mean == pytest.approx(0.05) and paired.low == pytest.approx(0.05)  # the difference is exact
+    assert unpaired.high - unpaired.low > 0.05
+
+
+def test_blocks_stay_inside_their_segment():
+    draws = block_sampler([5, 3], block=2)(np.random.default_rng(0), 200)
+    assert draws.shape == (200, 8)
+    assert (draws[:, :5] < 5).all() and (draws[:, 5:] >= 5).all()
+    assert (np.diff(draws[:, :2], axis=1) == 1).all()  # the first block is two consecutive frames
+
+
+def test_variance_components_recover_the_seed_and_triplet_terms():
+    rng = np.random.default_rng(2)
+    matrix = (rng.normal(0, 0.1, size=(40, 1)) + rng.normal(0, 0.3, size=(1, 400))
+              + rng.normal(0, 0.2, size=(40, 400)))
+    parts = components(matrix)
+    assert parts.seed == pytest.approx(0.01, rel=0.4)
+    assert parts.unit == pytest.approx(0.09, rel=0.2)
+    assert parts.rest == pytest.approx(0.04, rel=0.1)
+    # more triplets help until the seed term dominates; then only seeds do
+    assert parts.units_needed(0.05, seeds=3) == np.inf
+    assert parts.seeds_needed(0.05) == pytest.approx(parts.seed / (0.05 / (1.959964 + 0.841621)) ** 2)
+    assert np.isfinite(parts.units_needed(0.05, seeds=400))
+
+
+def test_pooled_seed_sd_and_spearman():
+    assert pooled_seed_sd([[1.0, 3.0], [5.0], [2.0, 2.0]]) == pytest.approx(np.sqrt(2 / 2))
+    assert pooled_seed_sd([[1.0]]) is None
     assert spearman([1, 2, 3, 4], [10, 20, 30, 400]) == 1.0
     assert spearman([1, 2, 3], [3, 2, 1]) == -1.0
     assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
 
 
-def test_without_val_gains_nothing_is_chosen():
-    rows = rank_by_validation([ran("a", None, 0.2)])
-    assert not rows[0].chosen and "nothing to choose by validation" in validation_verdict(rows)
+def test_the_fastest_bucket_is_the_top_quarter_of_motion_and_segments_split_at_jumps():
+    motion = np.array([0.5, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4])
+    assert bucket_mask(motion, 4).tolist() == [False, False, True, False, False, False, True, False]
+    frames = pd.DataFrame({"clip": ["a"] * 5 + ["b"] * 2, "frame": [1, 3, 5, 41, 43, 7, 9]})
+    assert segment_lengths(frames) == [3, 2, 2]
 
+
+# ---- the verdict on synthetic runs ------------------------------------------------------------------------
+
+TRIPLETS = 80
+
+
+def synthetic(name: str, shift: float, fast_shift: float = 0.0, vmaf: float = 0.0, val: float | None = None,
+              seeds: int = 3, noise: float = 0.02, triplet_ids: range = range(TRIPLETS)) -> tuple[list, dict]:
+    """Runs of one strategy: per triplet, the fine-tuned PSNR is the pretrained one plus ``shift`` (plus
+    ``fast_shift`` on the fastest quarter), a per-seed offset and triplet noise."""
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    motion = np.linspace(0.01, 0.2, TRIPLETS)
+    pretrained = 35 + rng.normal(0, 1, TRIPLETS)
+    runs, tables = [], {}
+    for k in range(1, seeds + 1):
+        gain = shift + fast_shift * (motion >= np.quantile(motion, 0.75)) + rng.normal(0, noise) \
+            + rng.normal(0, 0.05, TRIPLETS)
+        run = Experiment(f"{name}-seed{k}", "success", {"base": {"seed": k}}, rev="x",
+                         train={"val": {"gain": (shift if val is None else val) + rng.normal(0, 0.005)},
+                                "train": {"seconds": 600}})
+        runs.append(run)
+        frames = pd.DataFrame({"clip": "a", "frame": np.arange(1, 61, 2), "pretrained_vmaf": 90.0,
+                               "finetuned_vmaf": 90.0 + vmaf + rng.normal(0, 0.02, 30)})
+        tables[run.name] = {"triplets": pd.DataFrame({"triplet": list(triplet_ids), "motion": motion,
+                                                      "pretrained_psnr": pretrained,
+                                                      "finetuned_psnr": pretrained + gain}),
+                            "frames": frames}
+    return runs, tables
+
+
+def study_of(*specs) -> tuple:
+    results, tables = [], {}
+    for spec in specs:
+        runs, more = synthetic(**spec)
+        results.append(StrategyResult(spec["name"], "", runs))
+        tables.update(more)
+    return summarise(results, tables, list(range(TRIPLETS)), 4, [30]), {r.name: r for r in results}
+
+
+def test_strategies_are_grouped_against_the_default_and_the_best():
+    study, by_name = study_of({"name": "default", "shift": 0.2}, {"name": "higher", "shift": 0.35},
+                              {"name": "same", "shift": 0.205}, {"name": "lower", "shift": 0.05})
+    assert study.best is by_name["higher"]
+    assert by_name["higher"].group == "better than the default"
+    assert by_name["same"].group == "not distinguishable from the default"
+    assert by_name["lower"].group == "worse than the default"
+    assert by_name["default"].group == "the default"
+    assert by_name["same"].vs_best.below_zero
+    text = "\n".join(study.verdict)
+    assert "Highest mean test gain over the pretrained model: higher" in text
+    assert "Better than the default: higher." in text and "Worse than the default: lower." in text
+    assert "Seed noise floor" in text and "Validation ranks the strategies as the test does" in text
+    assert "test triplets of this footage would be needed" in text or "no number of test triplets" in text
+
+
+def test_a_mean_gain_that_loses_on_fast_motion_or_vmaf_is_flagged():
+    study, by_name = study_of({"name": "default", "shift": 0.2}, {"name": "fast-loser", "shift": 0.3,
+                                                                   "fast_shift": -0.6},
+                              {"name": "vmaf-loser", "shift": 0.25, "vmaf": -0.3})
+    assert by_name["fast-loser"].fast.below_zero and "fastest motion" in by_name["fast-loser"].flags[0]
+    assert "VMAF" in by_name["vmaf-loser"].flags[0] and not by_name["default"].flags
+    assert "fast-loser loses" in "\n".join(study.verdict)
+
+
+def test_when_validation_disagrees_with_the_test_no_winner_is_named():
+    study, _ = study_of({"name": "default", "shift": 0.2, "val": 0.3}, {"name": "b", "shift": 0.3, "val": 0.1},
+                        {"name": "c", "shift": 0.1, "val": 0.4}, {"name": "d", "shift": 0.25, "val": 0.05})
+    assert study.rho < 0.7
+    assert "cannot pick a strategy on this footage and no winner is named" in "\n".join(study.verdict)
+
+
+def test_runs_on_other_test_triplets_are_not_compared():
+    study, by_name = study_of({"name": "default", "shift": 0.2},
+                              {"name": "elsewhere", "shift": 0.3, "triplet_ids": range(1, TRIPLETS + 1)})
+    assert by_name["elsewhere"].gain is None and by_name["default"].gain is not None
+
+
+# ---- which runs are queued ---------------------------------------------------------------------------------
 
 @pytest.fixture(params=[False, True], ids=["without-lr-find", "with-lr-find"])
 def whole_study(request, tmp_path) -> dict:
@@ -62,13 +197,21 @@ def whole_study(request, tmp_path) -> dict:
     return study_runs(tmp_path)
 
 
+def test_every_strategy_gets_its_seeds_and_replicate_one_is_the_baseline_seed(whole_study):
+    runs = select_runs(whole_study, seeds=3, first_seed=1234)
+    assert len(runs) == 3 * len(whole_study)
+    assert runs["default-seed1"] == {"base.seed": "1234"} and runs["default-seed3"]["base.seed"] == "1236"
+    assert runs["author-1e-5-seed2"] == {**STUDY["author-1e-5"], "base.seed": "1235"}
+
+
 @pytest.mark.parametrize("machines", range(1, 10))
 def test_shards_are_disjoint_and_together_the_whole_study(whole_study, machines):
-    shards = [select_runs(whole_study, shard=(k, machines)) for k in range(1, machines + 1)]
+    everything = select_runs(whole_study, seeds=2)
+    shards = [select_runs(whole_study, seeds=2, shard=(k, machines)) for k in range(1, machines + 1)]
     names = [name for shard in shards for name in shard]
     assert len(names) == len(set(names))  # no run is queued on two machines
-    assert set(names) == set(whole_study)  # and none is left out
-    assert all(shard[name] == whole_study[name] for shard in shards for name in shard)
+    assert set(names) == set(everything)  # and none is left out
+    assert all(shard[name] == everything[name] for shard in shards for name in shard)
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
@@ -82,14 +225,13 @@ def test_the_lr_find_run_comes_last_so_it_moves_no_other_run(tmp_path):
         assert set(select_runs(without, shard=(k, 3))) <= set(select_runs(with_it, shard=(k, 3)))
 
 
-def test_only_picks_runs_in_the_study_order_before_sharding(tmp_path):
+def test_only_picks_strategies_in_the_study_order_before_sharding(tmp_path):
     runs = study_runs(tmp_path)
-    only = ["one-cycle-1e-4", "author-1e-5", "constant-1e-4"]
-    assert list(select_runs(runs, only)) == ["author-1e-5", "constant-1e-4", "one-cycle-1e-4"]
-    assert list(select_runs(runs, only, shard=(1, 2))) == ["author-1e-5", "one-cycle-1e-4"]
-    assert list(select_runs(runs, only, shard=(2, 2))) == ["constant-1e-4"]
-    with pytest.raises(UserError, match="--only nope: not a run of the study; its runs are author-1e-5, "):
-        select_runs(runs, ["nope", "author-1e-5"])
+    only = ["l2sp-100", "default", "author-1e-5"]
+    assert list(select_runs(runs, only)) == ["default-seed1", "author-1e-5-seed1", "l2sp-100-seed1"]
+    assert list(select_runs(runs, only, shard=(2, 2))) == ["author-1e-5-seed1"]
+    with pytest.raises(UserError, match="--only nope: not a strategy of the study; its strategies are default, "):
+        select_runs(runs, ["nope", "default"])
 
 
 @pytest.mark.parametrize("spec", ["1/3", "3/3", " 2 / 3"])
@@ -106,7 +248,8 @@ def test_a_bad_shard_is_one_line_naming_the_flag(spec, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [(["--queue", "--shard", "2/1"], "--shard 2/1: expected k/n"),
                                             (["--shard", "1/2"], "use them with --queue"),
-                                            (["--queue", "--only", ","], "--only names no run")])
+                                            (["--queue", "--only", ","], "--only names no strategy"),
+                                            (["--queue", "--seeds", "0"], "--seeds 0: expected 1 or more")])
 def test_bad_flags_stop_before_anything_is_queued(args, fragment, tmp_path):
     done = run_module("pipeline.study", tmp_path, *args)  # no git repository: queueing anything would fail
     assert_user_error(done, fragment)

@@ -1,58 +1,72 @@
-"""A learning-rate sweep as users run it: queued experiments, a queue worker, then ``python -m pipeline.study``.
+"""A study as users run it: ``python -m pipeline.study --queue``, a queue worker, then ``python -m pipeline.study``.
 
-Queued experiments run in a temporary copy made from git: they must find every file they need there, must
-not rerun the data stages, and a failed one must be reported as failed, not with the baseline's metrics."""
+Queued experiments run in a temporary copy made from git: they must find every file they need there, must not
+rerun the data stages (a seed replicate reruns augment, whose views depend on the seed, but never fetch or
+extract: every replicate is scored on the same test triplets), and a failed one must be reported as failed, not
+with the baseline's metrics. Replicate 1 of the default repeats the baseline's training bit for bit."""
 
 from __future__ import annotations
+
+import json
+from io import StringIO
 
 import pandas as pd
 import pytest
 
-from tests.helpers import copy_project, run_module, sh, tiny_params, wait_for_queue
+from tests.helpers import new_project, run_module, sh, wait_for_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study")
-    copy_project(root)
-    tiny_params(root)
-    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
-                ("git", "add", "-A"), ("git", "commit", "-qm", "project"), ("dvc", "repro"),
-                ("git", "add", "-A"), ("git", "commit", "-qm", "baseline results")):
-        sh(root, *cmd)
-    sh(root, "dvc", "exp", "run", "--queue", "-S", "lr=1e-5,1e-4", "-S", "train.schedule=constant")
-    sh(root, "dvc", "exp", "run", "--queue", "-n", "too-high", "-S", "lr=5.0")  # outside (0, 1]: must fail
+    root = new_project(tmp_path_factory.mktemp("study"))
+    sh(root, "dvc", "repro")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "baseline results")
+    queued = run_module("pipeline.study", root, "--queue", "--seeds", "2", "--only", "default,author-1e-5")
+    assert queued.returncode == 0, queued.stderr
+    sh(root, "dvc", "exp", "run", "--queue", "-n", "too-high-seed1", "-S", "lr=5.0")  # outside (0, 1]: must fail
     sh(root, "dvc", "queue", "start", "-j", "1")
-    return root, wait_for_queue(root)
+    return root, wait_for_queue(root, timeout_s=900)
 
 
-def test_queued_experiments_run_from_git_without_rerunning_data_stages(swept):
+def test_replicates_run_from_git_without_rerunning_fetch_or_extract(swept):
     root, status = swept
-    assert status.count("Success") == 2 and status.count("Failed") == 1, status
-    names = [line.split()[0] for line in status.splitlines() if "Success" in line]
-    for name in names:
+    assert status.count("Success") == 4 and status.count("Failed") == 1, status
+    for name in ("default-seed1", "default-seed2", "author-1e-5-seed1", "author-1e-5-seed2"):
         log = sh(root, "dvc", "queue", "logs", name).stdout
         assert "Running stage 'train'" in log and "Running stage 'evaluate'" in log
-        for data_stage in ("fetch", "extract", "augment"):
+        for data_stage in ("fetch", "extract"):
             assert f"Running stage '{data_stage}'" not in log
+        assert ("Running stage 'augment'" in log) == name.endswith("seed2")  # seed 1 is the baseline's seed
 
 
-def test_study_summarises_the_sweep_and_reports_the_failure(swept):
+def test_the_study_reports_every_strategy_over_its_seeds_and_the_failure(swept):
     root, _ = swept
     done = run_module("pipeline.study", root)
     assert done.returncode == 0, done.stderr
-    table = pd.read_csv(root / "results/study/summary.csv")
-    assert len(table) == 4  # baseline + 3 experiments
-    ran = table[table.state == "success"]
-    assert sorted(ran.lr) == [1e-5, 3e-5, 1e-4]  # the baseline's 3e-5 and both queued rates
-    assert ran.psnr.nunique() == 3  # each experiment's own metrics
-    assert ran.psnr.notna().all() and ran.gain.notna().all() and ran.train_minutes.gt(0).all()
-    assert set(ran.strategy) == {"warmup_constant", "constant"}
-    failed = table[table.state == "failed"]
-    assert list(failed.name) == ["too-high"] and failed.psnr.isna().all() and failed.lr.eq(5.0).all()
+    table = pd.read_csv(root / "results/study/summary.csv").set_index("strategy")
+    assert set(table.index) == {"default", "author-1e-5", "too-high"}
+    for name in ("default", "author-1e-5"):
+        seeds = table.loc[name, "seed_gains"].split()
+        assert len(seeds) == 2 and seeds[0] != seeds[1]  # each replicate trained on its own views and batches
+        assert table.loc[name, "gain_ci95_low"] <= table.loc[name, "gain"] <= table.loc[name, "gain_ci95_high"]
+    assert table.loc["default", "group"] == "the default"
+    assert table.loc["author-1e-5", "group"].endswith("the default")
+    assert table.loc["too-high", "runs"] == "1 failed" and pd.isna(table.loc["too-high", "gain"])
     markdown = (root / "results/study/summary.md").read_text()
-    assert "| too-high | warmup_constant | 5 |" in markdown and "failed" in markdown
+    assert "## Verdict" in markdown and "Seed noise floor" in markdown and markdown in done.stdout
     assert (root / "results/study/summary.png").stat().st_size > 0
-    assert markdown in done.stdout
+
+
+def test_replicate_one_of_the_default_repeats_the_baseline_training(swept):
+    root, _ = swept
+    baseline = next(e for e in json.loads(sh(root, "dvc", "exp", "show", "--json").stdout) if e["rev"] != "workspace")
+    revs = {group["name"]: group["revs"][0]["rev"] for group in baseline["experiments"]}
+
+    def finetuned(rev: str) -> pd.Series:
+        csv = sh(root, "git", "show", f"{rev}:results/evaluate/per_triplet.csv").stdout
+        return pd.read_csv(StringIO(csv))["finetuned_psnr"]
+
+    pd.testing.assert_series_equal(finetuned(revs["default-seed1"]), finetuned("HEAD"))

@@ -10,8 +10,8 @@ import glob
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pipeline.core.errors import UserError
 from pipeline.core.system import has_proc, started_at

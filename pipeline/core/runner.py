@@ -7,7 +7,8 @@ import functools
 import logging
 import signal
 import sys
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from pipeline.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated, UserError
 from pipeline.core.restore import restore_after_failure

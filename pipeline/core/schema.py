@@ -39,8 +39,8 @@ def span() -> dict:
     return {"span": True}
 
 
-Span = typing.Union[int, float]  # optimizer steps (an integer) or a fraction of train.steps (a number in [0, 1])
-WordOrNumber = typing.Union[str, float]  # a named setting or a number (e.g. ``auto`` or ``0.5``); needs ``choice``
+Span = int | float  # optimizer steps (an integer) or a fraction of train.steps (a number in [0, 1])
+WordOrNumber = str | float  # a named setting or a number (e.g. ``auto`` or ``0.5``); needs ``choice``
 
 
 def to_steps(steps_or_fraction: Span, total: int) -> int:

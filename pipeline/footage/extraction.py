@@ -124,7 +124,7 @@ def extract_vimeo(entries: list[tuple[VimeoEntry, str]], cfg: Extract, out: Path
         paths = [f"frames/{entry.name}/{f.name}" for f in entry.files]
         if status == KEPT:
             (out / "frames" / entry.name).mkdir(parents=True, exist_ok=True)
-            for src, rel in zip(entry.files, paths):
+            for src, rel in zip(entry.files, paths, strict=True):
                 shutil.copyfile(src, out / rel)
         rows.append({"clip": entry.name, "split": split, "status": status, "gap": 1, "frame0": 0, "frame_t": 1,
                      "frame1": 2, "timestep": 0.5, **scores, "height": frames[0].shape[0], "width": frames[0].shape[1],

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -103,7 +105,7 @@ def numbered_frames(folder: Path, images: list[Path]) -> tuple[Path, ...]:
         raise UserError(f"{folder}: frames named in more than one pattern ({examples}); "
                         "put each sequence in its own folder")
     parsed.sort(key=lambda item: item[0])
-    for (n0, _, _, a), (n1, _, _, b) in zip(parsed, parsed[1:]):
+    for (n0, _, _, a), (n1, _, _, b) in pairwise(parsed):
         if n1 == n0:
             raise UserError(f"{folder}: frame number {n0} appears twice ({a.name}, {b.name})")
         if n1 != n0 + 1:
@@ -162,7 +164,7 @@ def discover(source: Path, skip_unreadable: bool) -> Footage:
                 footage.clips.append(Clip(clip_name(folder / name, source), folder / name))
         images = [folder / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS]
         if images:
-            frames = collect(skipped, folder, lambda: numbered_frames(folder, images))
+            frames = collect(skipped, folder, lambda folder=folder, images=images: numbered_frames(folder, images))
             if frames:
                 footage.clips.append(Clip(clip_name(folder, source), folder, frames))
     footage.clips.sort(key=lambda clip: clip.name)

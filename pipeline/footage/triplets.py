@@ -38,7 +38,7 @@ def split_spans(split: str, gap: int, root: Path = TRIPLETS_DIR) -> list[tuple[s
     spans: list[tuple[str, int, int]] = []
     for clip, part in rows.groupby("clip", sort=False):
         first = last = None
-        for start, stop in sorted(zip(part.frame0, part.frame1)):
+        for start, stop in sorted(zip(part.frame0, part.frame1, strict=True)):
             if last is not None and start <= last:
                 last = max(last, stop)
                 continue

@@ -10,10 +10,10 @@ the extract stage (it never needs RGB); ``read_image`` gives RGB to everything d
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
 
 import av
 import cv2

@@ -11,8 +11,8 @@ decodes the frames and applies it. The same plan gives the same pixels, bit for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import cv2
 import numpy as np

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
 from pipeline.core.errors import UserError
 from pipeline.models.base import FlowNet, IFNetOutput, from_batch, to_batch
-from pipeline.models.checkpoint import (Checkpoint, describe, mismatches, read_checkpoint, read_state_dict,
-                                        save_checkpoint, write_state_dict)
+from pipeline.models.checkpoint import (
+    Checkpoint,
+    describe,
+    mismatches,
+    read_checkpoint,
+    read_state_dict,
+    save_checkpoint,
+    write_state_dict,
+)
 from pipeline.models.hdv3 import IFNetHDv3
 from pipeline.models.v4 import V4_ARCHITECTURES
 
@@ -69,7 +77,7 @@ def resolve_arch(arch: str, checkpoint: str | Path) -> str:
     return identify(read_checkpoint(checkpoint), checkpoint)
 
 
-def with_resolved_arch(params: "Params", checkpoint: str | Path) -> "Params":
+def with_resolved_arch(params: Params, checkpoint: str | Path) -> Params:
     """``params`` with ``train.arch: auto`` replaced by the architecture of ``checkpoint``."""
     if params.train.arch != AUTO:
         return params

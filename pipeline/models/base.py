@@ -100,7 +100,7 @@ class FlowNet(nn.Module):
         return torch.channels_last if first.dim() == 4 and not first.is_contiguous() and first.is_contiguous(
             memory_format=torch.channels_last) else torch.contiguous_format
 
-    def for_inference(self, device: torch.device | str = "cpu") -> "FlowNet":
+    def for_inference(self, device: torch.device | str = "cpu") -> FlowNet:
         """This network on ``device`` in eval mode, weights in ``channels_last``: the layout every inference
         path of the pipeline uses (outputs differ from the default layout by float rounding, < 1e-4)."""
         return self.to(device).eval().to(memory_format=torch.channels_last)

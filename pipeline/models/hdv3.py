@@ -76,7 +76,7 @@ class IFNetHDv3(FlowNet):
         mask = img0.new_zeros(img0.shape[0], 1, img0.shape[2], img0.shape[3])
         warped0, warped1 = img0, img1
         out = IFNetOutput(prediction=img0)
-        for block, block_scale in zip((self.block0, self.block1, self.block2), SCALES):
+        for block, block_scale in zip((self.block0, self.block1, self.block2), SCALES, strict=True):
             # HDv3 runs every block in both directions and averages, which keeps it symmetric.
             f0, m0 = block(torch.cat((warped0, warped1, mask), 1), flow, block_scale / scale)
             f1, m1 = block(torch.cat((warped1, warped0, -mask), 1), swap_flow(flow), block_scale / scale)

@@ -4,7 +4,7 @@ model's flow scale, and the metrics of every prediction (used by evaluate, and b
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ def model_predictor(model: nn.Module, device: torch.device, scale: str | float =
 def same_size_chunks(rows: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
     """Consecutive runs of rows with the same frame size and timestep: at most ``batch_size`` rows, and at most
     MAX_BATCH_PIXELS pixels per frame stack (but at least one row)."""
-    keys = list(zip(rows["height"], rows["width"], rows["timestep"]))
+    keys = list(zip(rows["height"], rows["width"], rows["timestep"], strict=True))
     start = 0
     for end in range(1, len(rows) + 1):
         height, width, _ = keys[start]
@@ -83,7 +83,7 @@ def score_triplets(rows: pd.DataFrame, predictors: dict[str, Predictor], metrics
                 preds = predict(img0, img1, float(chunk["timestep"].iloc[0]))
                 if seconds is not None:
                     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - began
-                for pred, truth in zip(preds, target):
+                for pred, truth in zip(preds, target, strict=True):
                     pred = prediction_to_255(pred, round_prediction)
                     for key in metrics:
                         scores[f"{name}_{key}"].append(METRICS[key](pred, truth))
@@ -97,4 +97,4 @@ def score_rows(model: nn.Module, rows: pd.DataFrame, device: torch.device, round
     size, ``batch_size`` triplets of the same size at a time (train's validation)."""
     table = score_triplets(rows, {"model": model_predictor(model, device)}, ("psnr", "ssim"), round_prediction,
                            batch_size)
-    return list(zip(table["model_psnr"], table["model_ssim"]))
+    return list(zip(table["model_psnr"], table["model_ssim"], strict=True))

@@ -22,7 +22,7 @@ log = logging.getLogger("pipeline.evaluate")
 
 def triplet_keys(rows: pd.DataFrame) -> list[tuple[str, int, int, float]]:
     return [(c, int(f0), int(f1), round(float(t), 6)) for c, f0, f1, t in
-            zip(rows["clip"], rows["frame0"], rows["frame1"], rows["timestep"])]
+            zip(rows["clip"], rows["frame0"], rows["frame1"], rows["timestep"], strict=True)]
 
 
 def score_with_segments(rows: pd.DataFrame, predictors: dict[str, Predictor], params: Params,

@@ -80,7 +80,7 @@ def minterpolate_pair(img0: np.ndarray, img1: np.ndarray, timestep: float) -> np
 
 def ffmpeg_mci(img0: np.ndarray, img1: np.ndarray, timestep: float) -> np.ndarray:
     """:func:`minterpolate_pair` for each pair of a (B,H,W,3) batch."""
-    return np.stack([minterpolate_pair(a, b, timestep) for a, b in zip(img0, img1)])
+    return np.stack([minterpolate_pair(a, b, timestep) for a, b in zip(img0, img1, strict=True)])
 
 
 class _Process:

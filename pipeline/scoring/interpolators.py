@@ -8,8 +8,8 @@ Every method honours the triplet's timestep t.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -62,7 +62,7 @@ def dis_flow_pair(img0: np.ndarray, img1: np.ndarray, timestep: float) -> np.nda
 
 def dis_flow(img0: np.ndarray, img1: np.ndarray, timestep: float) -> np.ndarray:
     """:func:`dis_flow_pair` for each triplet of a (B,H,W,3) batch."""
-    return np.stack([dis_flow_pair(a, b, timestep) for a, b in zip(img0, img1)])
+    return np.stack([dis_flow_pair(a, b, timestep) for a, b in zip(img0, img1, strict=True)])
 
 
 def checkpoint_method(path: Path) -> MethodBuilder:

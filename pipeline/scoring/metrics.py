@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -65,7 +65,7 @@ def _replicate_filter_matrix(length: int) -> np.ndarray:
     ``out[i] = sum_j m[i, j] x[j]`` (a tap falling off either end reads the edge sample)."""
     m = np.zeros((length, length))
     for i in range(length):
-        for offset, weight in zip(range(-SSIM_RADIUS, SSIM_RADIUS + 1), _gaussian_taps()):
+        for offset, weight in zip(range(-SSIM_RADIUS, SSIM_RADIUS + 1), _gaussian_taps(), strict=True):
             m[i, min(max(i + offset, 0), length - 1)] += weight
     return m
 

@@ -64,7 +64,7 @@ def draw_grid(path: Path, title: str, panels: list[tuple[str, np.ndarray]]) -> N
     """Six labelled panels in two rows of three; 2-D panels are error maps."""
     height, width = panels[0][1].shape[:2]
     with png_grid(path, 2, 3, (3 * width / DPI, 2 * height / DPI + 1.0)) as (fig, axes):
-        for ax, (label, image) in zip(axes.flat, panels):
+        for ax, (label, image) in zip(axes.flat, panels, strict=True):
             if image.ndim == 2:
                 ax.imshow(image, cmap=ERROR_COLORMAP, vmin=0, vmax=ERROR_MAP_MAX)
             else:

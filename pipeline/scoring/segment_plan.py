@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -52,7 +52,7 @@ class Segment:
 
     def keys(self) -> Iterator[Key]:
         for start in range(self.first, self.last, self.step):
-            for k, t in enumerate(self.timesteps, 1):
+            for t in self.timesteps:
                 yield self.clip.name, start, start + self.step, round(t, 6)
 
 

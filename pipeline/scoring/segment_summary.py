@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.scoring.metrics import MAX_PSNR, block_bootstrap
 from pipeline.core.params import Evaluate
+from pipeline.scoring.metrics import MAX_PSNR, block_bootstrap
 from pipeline.scoring.segments import Rebuilt
 
 
@@ -19,7 +19,8 @@ def frame_table(rebuilt: Rebuilt) -> pd.DataFrame:
     psnr_columns = [c for c in table.columns if "_psnr" in c]
     table[psnr_columns] = table[psnr_columns].clip(upper=MAX_PSNR)  # as for triplets: exact frames count as 100 dB
     for name in rebuilt.methods:
-        table[f"{name}_vmaf"] = [rebuilt.vmaf[s][name][o] for s, o in zip(table["segment"], table["offset"])]
+        places = zip(table["segment"], table["offset"], strict=True)
+        table[f"{name}_vmaf"] = [rebuilt.vmaf[s][name][o] for s, o in places]
     return table
 
 

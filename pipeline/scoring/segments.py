@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -161,7 +161,7 @@ class Rebuilder:
             for t in seg.timesteps:
                 preds = predict(np.stack([i.img0 for i in moving]), np.stack([i.img1 for i in moving]), t) \
                     if moving else []
-                for interval, pred in zip(moving, preds):
+                for interval, pred in zip(moving, preds, strict=True):
                     interval.preds.setdefault(name, []).append(pred)
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - began
         for interval in intervals:

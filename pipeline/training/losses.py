@@ -37,14 +37,14 @@ def laplacian_pyramid(x: torch.Tensor, levels: int = PYRAMID_LEVELS) -> list[tor
 
 def laplacian_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Sum over pyramid levels of the mean absolute difference of the band-pass images."""
-    return sum(F.l1_loss(a, b) for a, b in zip(laplacian_pyramid(pred), laplacian_pyramid(target)))
+    return sum(F.l1_loss(a, b) for a, b in zip(laplacian_pyramid(pred), laplacian_pyramid(target), strict=True))
 
 
 def flow_distillation(out: IFNetOutput, gt: torch.Tensor) -> torch.Tensor:
     """Pull each student flow towards the teacher's (detached) where the teacher reconstructs better."""
     teacher_err = (out.teacher_prediction - gt).abs().mean(1, keepdim=True)
     total = gt.new_zeros(())
-    for merged, flow in zip(out.merged, out.flows):
+    for merged, flow in zip(out.merged, out.flows, strict=True):
         worse = ((merged - gt).abs().mean(1, keepdim=True) > teacher_err + DISTILL_MARGIN).float().detach()
         distance = ((out.teacher_flow.detach() - flow) ** 2).mean(1, keepdim=True).add(1e-12).sqrt()
         total = total + (distance * worse).mean()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -27,8 +27,8 @@ def param_groups(model: nn.Module, lr: float, cfg: Train) -> list[dict]:
     groups = []
     for name, members in split_parameters(model, cfg.arch).items():
         decayed = [decays(key, p) or not cfg.groups.no_decay_bias for key, p in members]
-        with_decay = [p for (_, p), d in zip(members, decayed) if d]
-        without = [p for (_, p), d in zip(members, decayed) if not d]
+        with_decay = [p for (_, p), d in zip(members, decayed, strict=True) if d]
+        without = [p for (_, p), d in zip(members, decayed, strict=True) if not d]
         for params, decay in ((with_decay, cfg.weight_decay), (without, 0.0)):
             if params:
                 groups.append({"name": name, "params": params, "lr": lr * rates[name], "weight_decay": decay})

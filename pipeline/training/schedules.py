@@ -18,7 +18,7 @@ end value after the last step, as torch's and RIFE's formulas do.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -231,6 +231,7 @@ def observe_validation(scheduler: LambdaLR, psnr: float) -> None:
     for factor in plateaus:
         factor.observe(psnr)
     if plateaus:
-        rates = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
-        for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        rates = [base * factor(scheduler.last_epoch)
+                 for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+        for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
             group["lr"] = rate

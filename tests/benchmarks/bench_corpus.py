@@ -109,7 +109,8 @@ def write_entries(args: tuple[Path, int, int]) -> None:
     for index in range(start, stop):
         entry = folder / "sequences" / entry_name(index)
         entry.mkdir(parents=True, exist_ok=True)
-        for name, frame in zip(("im1.png", "im2.png", "im3.png"), moving_triplet(np.random.default_rng(index), POOL)):
+        frames = moving_triplet(np.random.default_rng(index), POOL)
+        for name, frame in zip(("im1.png", "im2.png", "im3.png"), frames, strict=True):
             cv2.imwrite(str(entry / name), frame)
 
 
@@ -227,7 +228,8 @@ def extrapolate(small: float, large: float, n_small: int, n_large: int, n_full: 
 def print_table(small: dict, large: dict, n_small: int, n_large: int) -> None:
     """Per stage and figure: both measurements, the growth, and the value at the full Vimeo-90K, linear in the
     corpus size (evaluate: in the triplets scored, at Vimeo-90K's whole test list)."""
-    print(f"\n| stage | figure | {n_small:,} triplets | {n_large:,} triplets | growth (corpus x{n_large / n_small:g}) | "
+    print(f"\n| stage | figure | {n_small:,} triplets | {n_large:,} triplets "
+          f"| growth (corpus x{n_large / n_small:g}) | "
           f"full Vimeo-90K ({VIMEO_TRIPLETS:,} triplets; evaluate: its {VIMEO_TEST:,} test triplets) |")
     print("|---|---|---|---|---|---|")
     names = {"seconds": "wall time (s)", "cpu_seconds": "CPU time, all its processes (s)",

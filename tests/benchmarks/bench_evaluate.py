@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -116,7 +116,8 @@ def time_method(name: str, rows: pd.DataFrame, params: Params, predictors: dict,
         repeats,
         lambda: score_triplets(rows, {name: predictors[name]}, cfg.metrics, cfg.round_prediction, cfg.batch_size),
         lambda: [predict(img0, img1, 0.5) for img0, _, img1 in chunks],
-        lambda: [METRICS[key](p, t) for (_, truth, _), ps in zip(chunks, preds) for p, t in zip(ps, truth)
+        lambda: [METRICS[key](p, t) for (_, truth, _), ps in zip(chunks, preds, strict=True)
+                 for p, t in zip(ps, truth, strict=True)
                  for key in cfg.metrics])
     return {"stage": stage, "bare": bare, "metrics": metrics}
 
@@ -131,7 +132,7 @@ def peak_4k(scale: str, rows: pd.DataFrame) -> tuple[float, float]:
         records = []
         for i, (_, row) in enumerate(rows.head(2).iterrows()):
             names = [f"frames/{i}_{k}.png" for k in range(3)]
-            for name, frame in zip(names, read_triplet(row)):
+            for name, frame in zip(names, read_triplet(row), strict=True):
                 big = cv2.resize(frame, (3840, 2160), interpolation=cv2.INTER_CUBIC)
                 cv2.imwrite(str(work / "data/triplets" / name), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
             records.append({**row.to_dict(), "split": "test", "height": 2160, "width": 3840, "path0": names[0],

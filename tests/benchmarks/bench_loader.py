@@ -24,8 +24,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class Waiting:
     def __init__(self, inner: Iterator) -> None:
         self.inner, self.seconds = inner, 0.0
 
-    def __iter__(self) -> "Waiting":
+    def __iter__(self) -> Waiting:
         return self
 
     def __next__(self):
@@ -107,7 +107,8 @@ def plan_feed(params: Params, workers: int) -> Callable[[], Iterator]:
     def feed() -> Iterator:
         with_workers = dataclasses.replace(params, train=dataclasses.replace(params.train, num_workers=workers))
         accelerator = make_accelerator(with_workers.train)
-        return batches(accelerator, accelerator.prepare(make_loader(with_workers.train, with_workers.base.seed, accelerator)), 0)
+        loader = make_loader(with_workers.train, with_workers.base.seed, accelerator)
+        return batches(accelerator, accelerator.prepare(loader), 0)
     return feed
 
 
@@ -148,7 +149,8 @@ def main() -> None:
         crops = Path(tmp) / "samples.npy"
         store_crops(views, crops)
         stored = first_batches(stored_feed(params, crops, views), count)
-        same = all(all(torch.equal(a, b) for a, b in zip(x, y)) for x, y in zip(stored, in_memory))
+        same = all(all(torch.equal(a, b) for a, b in zip(x, y, strict=True))
+                   for x, y in zip(stored, in_memory, strict=True))
         runs["stored crops (earlier versions)"] = run_steps(params, stored_feed(params, crops, views), args.steps)
         crop_bytes = crops.stat().st_size
     for workers in args.workers:

@@ -21,8 +21,8 @@ import tempfile
 import time
 import types
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -33,7 +33,7 @@ def psnr(mse: float) -> float:
 
 def compare(frames: list[np.ndarray], path: Path) -> tuple[float, float]:
     """(PSNR over the clip, worst frame's PSNR) of ``path`` read back against ``frames``."""
-    errors = [float(np.mean((a.astype(np.float64) - b.image) ** 2)) for a, b in zip(frames, decode(path))]
+    errors = [float(np.mean((a.astype(np.float64) - b.image) ** 2)) for a, b in zip(frames, decode(path), strict=True)]
     assert len(errors) == len(frames), f"{path}: {len(errors)} frames read back, {len(frames)} written"
     return psnr(float(np.mean(errors))), psnr(max(errors))
 

@@ -1,0 +1,2 @@
+"""The learning-rate study: which runs it queues, what DVC's experiments hold, and the comparisons and verdict that
+``python -m pipeline.study`` reports."""
