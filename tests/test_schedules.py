@@ -226,7 +226,7 @@ def test_frozen_groups_are_bit_identical_and_rejoin_the_schedule(cfg):
 
 
 def test_freeze_then_all_trains_only_the_finest_block_first(cfg):
-    run = replace(cfg, freeze=replace(cfg.freeze, preset="freeze_then_all", until=0.25))
+    run = replace(cfg, steps=360, freeze=replace(cfg.freeze, preset="freeze_then_all", until=0.25))
     assert unfreeze_steps(run) == {"block0": 90, "block1": 90, "teacher": 90}
     assert frozen_at(unfreeze_steps(run), 89) == {"block0", "block1", "teacher"}
     assert frozen_at(unfreeze_steps(run), 90) == set()
