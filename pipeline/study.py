@@ -34,7 +34,15 @@ from pipeline.experiments.records import (
     parse,
 )
 from pipeline.experiments.report import plot, report_text, rows
-from pipeline.experiments.runs import DEFAULT, baseline_seed, parse_shard, queue_runs, select_runs, study_runs
+from pipeline.experiments.runs import (
+    DEFAULT,
+    baseline_seed,
+    parse_settings,
+    parse_shard,
+    queue_runs,
+    select_runs,
+    study_runs,
+)
 from pipeline.experiments.verdict import StrategyResult, segment_lengths, summarise
 
 log = logging.getLogger("pipeline.study")
@@ -59,16 +67,29 @@ def settings(params: dict, baseline: dict) -> str:
     return ", ".join(changed) or "baseline params"
 
 
+def common_settings(runs: list[Experiment], baseline: dict) -> str:
+    """What every run sets differently from the baseline commit (shown once, not in every row)."""
+    shared = None
+    for run in runs:
+        mine = set(settings(run.params, baseline).split(", "))
+        shared = mine if shared is None else shared & mine
+    return ", ".join(sorted((shared or set()) - {"baseline params"}))
+
+
 def strategies(baseline: Experiment, runs: list[Experiment]) -> list[StrategyResult]:
     """The runs grouped by strategy, in the order first seen; the baseline commit's own run is the default when
-    no run is named after it."""
+    no run is named after it. A strategy's settings leave out what every run sets."""
     groups: dict[str, list[Experiment]] = {}
     for run in runs:
         groups.setdefault(run.strategy, []).append(run)
     if DEFAULT not in groups:
         groups = {DEFAULT: [baseline], **groups}
-    return [StrategyResult(name, settings(members[0].params, baseline.params), members)
-            for name, members in groups.items()]
+    shared = set(common_settings(runs, baseline.params).split(", "))
+    results = []
+    for name, members in groups.items():
+        own = [s for s in settings(members[0].params, baseline.params).split(", ") if s not in shared]
+        results.append(StrategyResult(name, ", ".join(own) or "the common settings only", members))
+    return results
 
 
 def load_tables(results: list[StrategyResult]) -> dict[str, dict]:
@@ -93,6 +114,9 @@ def report(rev: str | None, out: Path) -> str:
     gain = (baseline.evaluate.get("finetuned_minus_pretrained") or {}).get("psnr")
     line = (f"Baseline commit {baseline.name}: test gain {gain:+.3f} dB (one run, all methods)." if gain is not None
             else f"Baseline commit {baseline.name}: no evaluate metrics.")
+    shared = common_settings(runs, baseline.params)
+    if shared:
+        line += f" Every run also sets: {shared}."
     text = report_text(study, line)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "summary.md", text)
@@ -118,6 +142,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --queue: the budget of every run in optimizer steps (default: train.steps)")
     parser.add_argument("--only", default=None, metavar="NAME,...",
                         help="with --queue: only these strategies of the study (comma-separated names)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="with --queue: a param every run sets (repeatable), e.g. --set train.threads=1 to run two "
+                             "at a time on a 2-core machine with dvc queue start -j 2")
     parser.add_argument("--shard", default=None, metavar="K/N",
                         help="with --queue: this machine's share of the study, k of n machines (e.g. 1/3); "
                              "share the results with dvc exp push (see docs/sharing.md)")
@@ -127,8 +154,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @user_facing
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if not args.queue and (args.only or args.shard):
-        raise UserError("--only and --shard choose which runs to queue: use them with --queue")
+    if not args.queue and (args.only or args.shard or args.settings):
+        raise UserError("--only, --shard and --set choose which runs to queue: use them with --queue")
     if not args.queue:
         print(report(args.rev, args.out), end="")
         return
@@ -138,8 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     if only == []:
         raise UserError("--only names no strategy; give names of the study's strategies separated by commas")
     shard = parse_shard(args.shard) if args.shard is not None else (1, 1)
+    extra = parse_settings(args.settings)
     runs = select_runs(study_runs(), only, args.seeds, baseline_seed(), shard)
-    queue_runs(runs, args.steps)
+    queue_runs(runs, args.steps, extra)
     log.info("queued %d runs (%s); start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
              len(runs), ", ".join(runs) or "none: this shard is empty")
 

@@ -234,6 +234,22 @@ def test_only_picks_strategies_in_the_study_order_before_sharding(tmp_path):
         select_runs(runs, ["nope", "default"])
 
 
+def test_set_flags_are_key_value_pairs():
+    from pipeline.experiments.runs import parse_settings
+    assert parse_settings(["train.threads=1", " lr = 3e-5 "]) == {"train.threads": "1", "lr": "3e-5"}
+    with pytest.raises(UserError, match="--set threads: expected key=value"):
+        parse_settings(["threads"])
+
+
+def test_what_every_run_sets_is_said_once_not_in_every_row():
+    from pipeline.study import strategies
+    base = {"lr": 1e-4, "base": {"seed": 1}, "train": {"threads": 2, "l2sp": 0.0}}
+    runs = [Experiment("default-seed1", "success", {**base, "train": {"threads": 1, "l2sp": 0.0}}),
+            Experiment("l2sp-100-seed1", "success", {**base, "train": {"threads": 1, "l2sp": 100.0}})]
+    settings_of = {r.name: r.settings for r in strategies(Experiment("baseline", "success", base), runs)}
+    assert settings_of == {"default": "the common settings only", "l2sp-100": "train.l2sp=100.0"}
+
+
 @pytest.mark.parametrize("spec", ["1/3", "3/3", " 2 / 3"])
 def test_a_shard_is_k_of_n(spec):
     k, n = parse_shard(spec)
@@ -248,6 +264,7 @@ def test_a_bad_shard_is_one_line_naming_the_flag(spec, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [(["--queue", "--shard", "2/1"], "--shard 2/1: expected k/n"),
                                             (["--shard", "1/2"], "use them with --queue"),
+                                            (["--set", "train.threads=1"], "use them with --queue"),
                                             (["--queue", "--only", ","], "--only names no strategy"),
                                             (["--queue", "--seeds", "0"], "--seeds 0: expected 1 or more")])
 def test_bad_flags_stop_before_anything_is_queued(args, fragment, tmp_path):

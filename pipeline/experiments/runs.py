@@ -93,9 +93,23 @@ def baseline_seed(cwd: Path = Path(".")) -> int:
     return int(yaml.safe_load((cwd / "params.yaml").read_text())["base"]["seed"])
 
 
-def queue_runs(runs: dict[str, dict[str, str]], steps: int | None, cwd: Path = Path(".")) -> None:
-    """``dvc exp run --queue`` each run (with :data:`STUDY_COMMON`, and ``train.steps`` when ``steps`` is set)."""
-    common = {**STUDY_COMMON, **({"train.steps": str(steps)} if steps else {})}
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """``--set key=value`` flags as a mapping; anything else is a :class:`UserError`."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not (sep and key.strip() and value.strip()):
+            raise UserError(f"--set {pair}: expected key=value, a params.yaml key and its value "
+                            "(e.g. --set train.threads=1)")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def queue_runs(runs: dict[str, dict[str, str]], steps: int | None, extra: dict[str, str] | None = None,
+               cwd: Path = Path(".")) -> None:
+    """``dvc exp run --queue`` each run (with :data:`STUDY_COMMON`, ``extra``, and ``train.steps`` when ``steps``
+    is set; a strategy's own params win)."""
+    common = {**STUDY_COMMON, **(extra or {}), **({"train.steps": str(steps)} if steps else {})}
     for name, changes in runs.items():
         changes = {**common, **changes}
         cmd = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", name]

@@ -1,0 +1,55 @@
+"""Putting a failed stage's previous outputs back from the DVC cache (pipeline.core.restore), on a cache laid out
+as DVC lays it out (``files/md5/<2>/<30>``, a directory as a ``.dir`` listing)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import yaml
+
+from pipeline.core.restore import locked_outputs, restore_output
+
+
+def cached(cache, content: bytes) -> str:
+    md5 = hashlib.md5(content).hexdigest()
+    (cache / md5[:2]).mkdir(parents=True, exist_ok=True)
+    (cache / md5[:2] / md5[2:]).write_bytes(content)
+    return md5
+
+
+def test_the_lock_names_the_outputs_of_the_last_successful_run(tmp_path):
+    assert locked_outputs("train", tmp_path) == []  # no dvc.lock yet
+    lock = {"schema": "2.0", "stages": {"train": {"outs": [{"path": "models/finetuned/flownet.pkl", "md5": "ab"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert locked_outputs("train", tmp_path) == [{"path": "models/finetuned/flownet.pkl", "md5": "ab"}]
+    assert locked_outputs("evaluate", tmp_path) == []
+
+
+def test_a_file_and_a_folder_come_back_from_the_cache(tmp_path):
+    cache, root = tmp_path / "cache", tmp_path / "project"
+    model = cached(cache, b"weights")
+    entries = [{"relpath": "manifest.csv", "md5": cached(cache, b"a,b\n")},
+               {"relpath": "frames/clip/000001.png", "md5": cached(cache, b"png")}]
+    listing = json.dumps(entries).encode()
+    folder = hashlib.md5(listing).hexdigest() + ".dir"
+    (cache / folder[:2]).mkdir(parents=True, exist_ok=True)
+    (cache / folder[:2] / folder[2:]).write_bytes(listing)
+    assert restore_output({"path": "models/flownet.pkl", "md5": model}, cache, root)
+    assert (root / "models/flownet.pkl").read_bytes() == b"weights"
+    assert restore_output({"path": "data/triplets", "md5": folder}, cache, root)
+    assert (root / "data/triplets/frames/clip/000001.png").read_bytes() == b"png"
+    assert (root / "data/triplets/manifest.csv").read_bytes() == b"a,b\n"
+
+
+def test_what_the_cache_does_not_hold_is_not_restored(tmp_path):
+    cache, root = tmp_path / "cache", tmp_path / "project"
+    assert not restore_output({"path": "models/flownet.pkl", "md5": "0" * 32}, cache, root)
+    assert not restore_output({"path": "models/flownet.pkl"}, cache, root)  # no md5 recorded
+    partial = [{"relpath": "a.png", "md5": cached(cache, b"a")}, {"relpath": "b.png", "md5": "1" * 32}]
+    listing = json.dumps(partial).encode()
+    folder = hashlib.md5(listing).hexdigest() + ".dir"
+    (cache / folder[:2]).mkdir(parents=True, exist_ok=True)
+    (cache / folder[:2] / folder[2:]).write_bytes(listing)
+    assert not restore_output({"path": "data/triplets", "md5": folder}, cache, root)
+    assert not (root / "data/triplets").exists()  # nothing half-restored
