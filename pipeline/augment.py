@@ -63,7 +63,7 @@ def crop_sizes(triplets: pd.DataFrame, limit: int) -> pd.Series:
 
 def plan_views(triplets: pd.DataFrame, cfg: Augment, seed: int) -> pd.DataFrame:
     """``cfg.views_per_triplet`` views of every triplet, drawn in triplet order from one generator seeded by
-    ``seed`` (the order and draws of the stored crops of earlier versions, so the same params give the same views)."""
+    ``seed``, so the same params give the same views."""
     sizes = crop_sizes(triplets, cfg.crop)
     rng = np.random.default_rng(seed)
     rows = []

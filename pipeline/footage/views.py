@@ -80,8 +80,7 @@ def draw_view(height: int, width: int, timestep: float, cfg: Augment, rng: np.ra
     """One view of side ``size`` of a triplet of ``height`` x ``width`` frames whose target sits at ``timestep``.
 
     Every random number is drawn whether or not its transform fires, so a probability change in params does
-    not move the other views (nor the other draws of this one). The draws come in the order the stage has
-    always made them, so a plan holds the same views the stored crops of earlier versions did.
+    not move the other views (nor the other draws of this one).
     """
     shrink, factor = rng.random(), rng.uniform(cfg.downscale_min, 1.0)
     scale = 1.0

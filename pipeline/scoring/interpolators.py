@@ -1,8 +1,8 @@
 """What the fine-tuned model is compared with: a registry of ways to predict the frame at time t from I0 and I1.
 
-Each entry builds a :data:`~pipeline.scoring.batches.Predictor` from the params: the two RIFE checkpoints, and three
-classical baselines that need no training (repeat the nearer frame, blend the two, warp both along OpenCV's
-DIS optical flow, and FFmpeg's motion-compensated ``minterpolate``, what many video people try before RIFE).
+Each entry builds a :data:`~pipeline.scoring.batches.Predictor` from the params: the two RIFE checkpoints, and four
+baselines that need no training (repeat the nearer frame, blend the two, warp both along OpenCV's DIS optical flow,
+and FFmpeg's motion-compensated ``minterpolate``, what many video people try before RIFE).
 Every method honours the triplet's timestep t.
 """
 

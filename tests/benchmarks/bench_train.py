@@ -3,8 +3,8 @@
     python -m tests.benchmarks.bench_train [--steps 30]
 
 Needs the outputs of `dvc repro augment` and the pretrained checkpoint (``data/triplets``, ``data/augmented``,
-``models/pretrained``). The data wait of the plan loader against its step time, and against the stored crops of
-earlier versions, has its own benchmark: ``bench_loader``. Prints, all measured in the same run on the same model,
+``models/pretrained``). The data wait of the plan loader against its step time, and against crops stored as
+pixels, has its own benchmark: ``bench_loader``. Prints, all measured in the same run on the same model,
 batch and crop size:
 
 1. samples/s of ``python -m pipeline.train`` against a minimal plain-PyTorch loop (target: ratio >= 0.95);
