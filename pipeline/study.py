@@ -97,8 +97,23 @@ def load_tables(results: list[StrategyResult]) -> dict[str, dict]:
             for r in results for run in r.runs}
 
 
-def report(rev: str | None, out: Path) -> str:
-    baseline, runs = parse(experiments_json(rev))
+def gather_runs(revs: list[str]) -> tuple[Experiment, list[Experiment]]:
+    """The first commit's baseline run, and the experiments of every commit in ``revs`` (HEAD when empty): runs
+    queued from several commits of the same data compare as one study, e.g. new strategies queued after code that
+    leaves the default's training bit for bit as it was."""
+    baseline, runs = parse(experiments_json(revs[0] if revs else None))
+    for rev in revs[1:]:
+        runs += parse(experiments_json(rev))[1]
+    names = [run.name for run in runs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"--rev: the commits have experiments of the same name ({', '.join(repeated)}); "
+                        "rename one with `dvc exp rename`, or report the commits apart")
+    return baseline, runs
+
+
+def report(revs: list[str], out: Path) -> str:
+    baseline, runs = gather_runs(revs)
     results = strategies(baseline, runs)
     tables = load_tables(results)
     if baseline.name not in tables:
@@ -136,12 +151,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3,
                         help="with --queue: seed replicates of every strategy (default 3: base.seed, base.seed + 1, "
                              "base.seed + 2)")
-    parser.add_argument("--rev", default=None,
-                        help="report the experiments of this commit instead of HEAD's (e.g. after later commits)")
+    parser.add_argument("--rev", action="append", default=[],
+                        help="report the experiments of this commit instead of HEAD's (e.g. after later commits); "
+                             "repeat it to pool the experiments of several commits (the first one's run is the "
+                             "baseline)")
     parser.add_argument("--steps", type=int, default=None,
                         help="with --queue: the budget of every run in optimizer steps (default: train.steps)")
     parser.add_argument("--only", default=None, metavar="NAME,...",
                         help="with --queue: only these strategies of the study (comma-separated names)")
+    parser.add_argument("--extended", action="store_true",
+                        help="with --queue: also the extra strategies (freeze-then-all, and the constant rate "
+                             "lr_find suggests when results/lr_find exists)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help="with --queue: a param every run sets (repeatable), e.g. --set train.threads=1 to run two "
                              "at a time on a 2-core machine with dvc queue start -j 2")
@@ -154,8 +174,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @user_facing
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if not args.queue and (args.only or args.shard or args.settings):
-        raise UserError("--only, --shard and --set choose which runs to queue: use them with --queue")
+    if not args.queue and (args.only or args.shard or args.settings or args.extended):
+        raise UserError("--only, --extended, --shard and --set choose which runs to queue: use them with --queue")
     if not args.queue:
         print(report(args.rev, args.out), end="")
         return
@@ -166,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("--only names no strategy; give names of the study's strategies separated by commas")
     shard = parse_shard(args.shard) if args.shard is not None else (1, 1)
     extra = parse_settings(args.settings)
-    runs = select_runs(study_runs(), only, args.seeds, baseline_seed(), shard)
+    runs = select_runs(study_runs(extended=args.extended or only is not None), only, args.seeds, baseline_seed(), shard)
     queue_runs(runs, args.steps, extra)
     log.info("queued %d runs (%s); start them with `dvc queue start -j 1`, then rerun python -m pipeline.study",
              len(runs), ", ".join(runs) or "none: this shard is empty")

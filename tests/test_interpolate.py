@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -88,7 +89,7 @@ def test_rational_rate_timestamps_and_audio_are_kept(tmp_path, work):
     info = probe(tmp_path / "out.mp4")
     assert info.rate == Fraction(60000, 1001) and info.frames == 7 and info.has_audio
     source = times(tmp_path / "ntsc.mp4")
-    expected = [t for a, b in zip(source, source[1:], strict=True) for t in (a, (a + b) / 2)] + source[-1:]
+    expected = [t for a, b in pairwise(source) for t in (a, (a + b) / 2)] + source[-1:]
     assert np.allclose(times(tmp_path / "out.mp4"), expected, atol=1e-4)
     with av.open(str(tmp_path / "ntsc.mp4")) as a, av.open(str(tmp_path / "out.mp4")) as b:
         packets_in = [bytes(p) for p in a.demux(audio=0) if p.size]
@@ -104,7 +105,7 @@ def test_variable_frame_rate_keeps_its_timing(tmp_path, work):
               time_base=Fraction(1, 25))
     done = interpolate(tmp_path, "vfr.mkv", "out.mkv", "--checkpoint", str(work / "4.18.pkl"), "--codec", "ffv1")
     assert done.returncode == 0, done.stderr
-    expected = [t / 50 for a, b in zip(pts, pts[1:], strict=True) for t in (2 * a, a + b)] + [pts[-1] / 25]
+    expected = [t / 50 for a, b in pairwise(pts) for t in (2 * a, a + b)] + [pts[-1] / 25]
     assert np.allclose(times(tmp_path / "out.mkv"), expected, atol=1e-3)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary
 
 
 def train_params(root: Path, lr: float | None = None, **changes) -> dict:
-    """Write the committed tiny params with ``train`` changes (each test starts from the same baseline)."""
+    """Write the committed tiny params with ``train`` changes (each test starts from the same baseline, without
+    the checkpoint an earlier test's interrupted run may have left)."""
+    shutil.rmtree(root / "state/train", ignore_errors=True)
     params = yaml.safe_load(sh(root, "git", "show", "HEAD:params.yaml").stdout)
     params["train"].update(changes)
     if lr is not None:

@@ -12,7 +12,7 @@ import pytest
 from pipeline.core.errors import UserError
 from pipeline.core.paths import LR_FIND_RESULTS
 from pipeline.experiments.records import Experiment, parse
-from pipeline.experiments.runs import STUDY, parse_shard, select_runs, strategy_of, study_runs
+from pipeline.experiments.runs import EXTRA, STUDY, parse_shard, select_runs, strategy_of, study_runs
 from pipeline.experiments.stats import (
     block_sampler,
     components,
@@ -194,7 +194,7 @@ def whole_study(request, tmp_path) -> dict:
     if request.param:
         (tmp_path / LR_FIND_METRICS).parent.mkdir(parents=True)
         (tmp_path / LR_FIND_METRICS).write_text(json.dumps({"suggested": {"valley": 1.5e-4}}))
-    return study_runs(tmp_path)
+    return study_runs(tmp_path, extended=True)
 
 
 def test_every_strategy_gets_its_seeds_and_replicate_one_is_the_baseline_seed(whole_study):
@@ -216,17 +216,18 @@ def test_shards_are_disjoint_and_together_the_whole_study(whole_study, machines)
 
 
 def test_the_lr_find_run_comes_last_so_it_moves_no_other_run(tmp_path):
-    without = study_runs(tmp_path)
+    without = study_runs(tmp_path, extended=True)
     (tmp_path / LR_FIND_METRICS).parent.mkdir(parents=True)
     (tmp_path / LR_FIND_METRICS).write_text(json.dumps({"suggested": {"valley": 1.5e-4}}))
-    with_it = study_runs(tmp_path)
-    assert list(with_it) == [*STUDY, "lr-find-valley"] and with_it["lr-find-valley"]["lr"] == "0.00015"
+    with_it = study_runs(tmp_path, extended=True)
+    assert study_runs(tmp_path) == STUDY  # the standard study: no extras, lr_find's results or not
+    assert list(with_it) == [*STUDY, *EXTRA, "lr-find-valley"] and with_it["lr-find-valley"]["lr"] == "0.00015"
     for k in (1, 2, 3):
         assert set(select_runs(without, shard=(k, 3))) <= set(select_runs(with_it, shard=(k, 3)))
 
 
 def test_only_picks_strategies_in_the_study_order_before_sharding(tmp_path):
-    runs = study_runs(tmp_path)
+    runs = study_runs(tmp_path, extended=True)
     only = ["l2sp-100", "default", "author-1e-5"]
     assert list(select_runs(runs, only)) == ["default-seed1", "author-1e-5-seed1", "l2sp-100-seed1"]
     assert list(select_runs(runs, only, shard=(2, 2))) == ["author-1e-5-seed1"]

@@ -18,8 +18,13 @@ T = TypeVar("T")
 QUIET_LOGGERS = ("accelerate", "dvclive", "matplotlib", "PIL")  # their INFO lines drown our progress
 
 
-def raise_terminated(signum: int, frame) -> None:
-    raise Terminated()
+def stop(signum: int, frame) -> None:
+    """Ctrl-C or SIGTERM: raise once, then ignore both while the run unwinds. A stopped run often gets both
+    (``accelerate launch`` and ``dvc`` pass a Ctrl-C on as SIGTERM), and a second exception raised inside the
+    first one's clean-up (a progress bar closing, a loader shutting down) prints a traceback instead of one line."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def user_facing(main: Callable[..., T]) -> Callable[..., T]:
@@ -32,7 +37,9 @@ def user_facing(main: Callable[..., T]) -> Callable[..., T]:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
         for noisy in QUIET_LOGGERS:
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        signal.signal(signal.SIGTERM, raise_terminated)
+        signal.signal(signal.SIGTERM, stop)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # left alone where SIGINT is ignored
+            signal.signal(signal.SIGINT, stop)
         try:
             return main(*args, **kwargs)
         except UserError as err:

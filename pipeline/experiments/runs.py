@@ -21,14 +21,17 @@ log = logging.getLogger(__name__)
 
 LR_FIND_SUGGESTION = "valley"  # the suggestion the study tries (read it as an upper bound; see the README)
 DEFAULT = "default"  # the strategy every other is compared with: the baseline's params as they are
-# name -> params set on top of the baseline commit. The first three are learning-rate schedules; the last three keep
-# the default schedule and protect what the pretrained model knows where the footage gives little signal.
+# The standard study, name -> params set on top of the baseline commit: three learning-rate schedules, then two
+# that keep the default schedule and protect what the pretrained model knows where the footage gives little signal.
+# Five strategies x three seeds is what a 2-core CPU runs in an afternoon; the extras join with --extended or --only.
 STUDY: dict[str, dict[str, str]] = {
     DEFAULT: {},
     "author-1e-5": {"train.schedule": "warmup_constant", "lr": "1e-5"},  # the RIFE author's advice for 4.x
-    "rife-cosine-3e-4": {"train.schedule": "warmup_cosine", "lr": "3e-4"},  # RIFE's own from-scratch recipe
     "coarse-slow": {"train.groups.layer_decay": "0.3"},  # each coarser block (larger motion) at 0.3x the finer one's
     "l2sp-100": {"train.l2sp": "100"},  # a pull towards the pretrained weights (decoupled L2-SP)
+    "rife-cosine-3e-4": {"train.schedule": "warmup_cosine", "lr": "3e-4"},  # RIFE's own from-scratch recipe
+}
+EXTRA: dict[str, dict[str, str]] = {
     "freeze-then-all": {"train.freeze.preset": "freeze_then_all"},  # only the finest block for the first quarter
 }
 # What every run of the study shares: the comparison it exists for (fine-tuned against pretrained, PSNR and SSIM,
@@ -58,10 +61,14 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return int(k), int(n)
 
 
-def study_runs(cwd: Path = Path(".")) -> dict[str, dict[str, str]]:
-    """The standard study's strategies in a fixed order: :data:`STUDY`, then the constant rate lr_find suggests
-    (last, so a machine without lr_find's results gives every other run the same shard)."""
+def study_runs(cwd: Path = Path("."), extended: bool = False) -> dict[str, dict[str, str]]:
+    """The study's strategies in a fixed order: :data:`STUDY`; when ``extended``, then :data:`EXTRA` and the
+    constant rate lr_find suggests (last, so a machine without lr_find's results gives every other run the same
+    shard)."""
     runs = dict(STUDY)
+    if not extended:
+        return runs
+    runs.update(EXTRA)
     metrics = cwd / LR_FIND_RESULTS / "metrics.json"
     if metrics.is_file():
         rate = json.loads(metrics.read_text())["suggested"][LR_FIND_SUGGESTION]
@@ -108,13 +115,15 @@ def parse_settings(pairs: list[str]) -> dict[str, str]:
 def queue_runs(runs: dict[str, dict[str, str]], steps: int | None, extra: dict[str, str] | None = None,
                cwd: Path = Path(".")) -> None:
     """``dvc exp run --queue`` each run (with :data:`STUDY_COMMON`, ``extra``, and ``train.steps`` when ``steps``
-    is set; a strategy's own params win)."""
+    is set; a strategy's own params win). Each run reproduces up to ``evaluate``: lr_find, which depends on the seed
+    and the groups, would rerun in every experiment and nothing of a run reads it."""
     common = {**STUDY_COMMON, **(extra or {}), **({"train.steps": str(steps)} if steps else {})}
     for name, changes in runs.items():
         changes = {**common, **changes}
         cmd = [sys.executable, "-m", "dvc", "exp", "run", "--queue", "-n", name]
         for key, value in changes.items():
             cmd += ["-S", f"{key}={value}"]
+        cmd.append("evaluate")
         done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         if done.returncode != 0:
             lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
