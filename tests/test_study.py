@@ -271,3 +271,26 @@ def test_a_bad_shard_is_one_line_naming_the_flag(spec, tmp_path):
 def test_bad_flags_stop_before_anything_is_queued(args, fragment, tmp_path):
     done = run_module("pipeline.study", tmp_path, *args)  # no git repository: queueing anything would fail
     assert_user_error(done, fragment)
+
+
+# ---- pooling the experiments of several commits ----------------------------------------------------------------
+
+def show(rev: str, *names: str) -> list[dict]:
+    """``dvc exp show --json`` of one commit with finished experiments ``names``."""
+    def entry(r: str, name: str | None) -> dict:
+        return {"rev": r, "name": name, "data": {"params": {"params.yaml": {"data": {"lr": 1e-4}}}, "metrics": {}}}
+
+    return [{**entry(rev, None), "experiments": [{"name": name, "executor": None, "revs": [entry(f"{rev}{k}", name)]}
+                                               for k, name in enumerate(names)]}]
+
+
+def test_the_experiments_of_several_commits_pool_with_the_first_commits_baseline(monkeypatch):
+    import pipeline.study as study
+
+    shows = {"aaa": show("aaa", "default-seed1", "default-seed2"), "bbb": show("bbb", "census-seed1")}
+    monkeypatch.setattr(study, "experiments_json", lambda rev=None: shows[rev])
+    baseline, runs = study.gather_runs(["aaa", "bbb"])
+    assert baseline.rev == "aaa" and [run.name for run in runs] == ["default-seed1", "default-seed2", "census-seed1"]
+    shows["bbb"] = show("bbb", "default-seed2")
+    with pytest.raises(UserError, match=r"the same name \(default-seed2\)"):
+        study.gather_runs(["aaa", "bbb"])
