@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from pipeline.fetch import DEMO_CLIPS, fetch_wheel_files, registry_entry
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_HDV3 = "checkpoints/rife-hdv3.yaml"  # the registry entry of the official HDv3 weights
 
 
