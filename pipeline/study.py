@@ -127,8 +127,8 @@ def report(revs: list[str], out: Path) -> str:
     study = summarise(results, tables, first["triplets"]["triplet"].tolist(), buckets,
                       segment_lengths(frames) if frames is not None else None)
     gain = (baseline.evaluate.get("finetuned_minus_pretrained") or {}).get("psnr")
-    line = (f"Baseline commit {baseline.name}: test gain {gain:+.3f} dB (one run, all methods)." if gain is not None
-            else f"Baseline commit {baseline.name}: no evaluate metrics.")
+    line = (f"The {baseline.name}: test gain {gain:+.3f} dB (one run, all methods)." if gain is not None
+            else f"The {baseline.name}: no evaluate metrics.")
     shared = common_settings(runs, baseline.params)
     if shared:
         line += f" Every run also sets: {shared}."

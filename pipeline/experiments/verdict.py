@@ -200,7 +200,11 @@ def power_line(noise: Components | None, seeds: int, triplets: int) -> str | Non
     return (f"A difference between two strategies is known to +/-{Z95 * se:.3f} dB (95%) with {seeds} seeds and "
             f"{triplets} test triplets. To find a {DETECT_DB} dB difference (95% confidence, 80% power) with {seeds} "
             f"seeds, {units} of this footage would be needed; the seed-to-seed term alone needs at least "
-            f"{max(seeds_needed, 1):.0f} seeds per strategy.")
+            f"{plural(max(seeds_needed, 1), 'seed')} per strategy.")
+
+
+def plural(count: float, noun: str) -> str:
+    return f"{count:.0f} {noun}{'' if round(count) == 1 else 's'}"
 
 
 def verdict_lines(study: Study) -> list[str]:
@@ -209,7 +213,7 @@ def verdict_lines(study: Study) -> list[str]:
         return ["No strategy has a finished run with its test scores: nothing to compare yet."]
     best = study.best
     lines = [f"Highest mean test gain over the pretrained model: {best.name}, {best.gain.text()} dB over "
-             f"{len(best.seed_gains)} seed(s)."]
+             f"{plural(len(best.seed_gains), 'seed')}."]
     for group in ("better than the default", "not distinguishable from the default", "worse than the default"):
         members = [r.name for r in results if r.group == group]
         if members:
