@@ -78,5 +78,5 @@ def plot(study: Study, path: Path) -> None:
             ax.plot(r.seed_gains, [y] * len(r.seed_gains), "x", color="C1", label="one seed" if y == 0 else None)
         ax.axvline(0.0, color="grey", linewidth=1)
         ax.set_yticks(range(len(shown)), [f"{r.name}: {r.settings}" for r in shown], fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(shown) - 0.5, -1.5)  # first strategy on top, with room above it for the legend
         ax.set_xlabel("PSNR gain over the pretrained model on the test triplets (dB)")
