@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections import Counter
 from pathlib import Path
 
 from pipeline.core.atomic import atomic_path, write_text
@@ -104,8 +105,7 @@ def gather_runs(revs: list[str]) -> tuple[Experiment, list[Experiment]]:
     baseline, runs = parse(experiments_json(revs[0] if revs else None))
     for rev in revs[1:]:
         runs += parse(experiments_json(rev))[1]
-    names = [run.name for run in runs]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    repeated = sorted(name for name, count in Counter(run.name for run in runs).items() if count > 1)
     if repeated:
         raise UserError(f"--rev: the commits have experiments of the same name ({', '.join(repeated)}); "
                         "rename one with `dvc exp rename`, or report the commits apart")
@@ -160,8 +160,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=None, metavar="NAME,...",
                         help="with --queue: only these strategies of the study (comma-separated names)")
     parser.add_argument("--extended", action="store_true",
-                        help="with --queue: also the extra strategies (freeze-then-all, and the constant rate "
-                             "lr_find suggests when results/lr_find exists)")
+                        help="with --queue: also the extra strategies (EXTRA in pipeline/experiments/runs.py, and the "
+                             "constant rate lr_find suggests when results/lr_find exists)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help="with --queue: a param every run sets (repeatable), e.g. --set train.threads=1 to run two "
                              "at a time on a 2-core machine with dvc queue start -j 2")
