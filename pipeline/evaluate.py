@@ -30,7 +30,7 @@ import logging
 
 import torch
 
-from pipeline.core.atomic import atomic_path
+from pipeline.core.atomic import atomic_path, output_set
 from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import EVALUATE_RESULTS, PRETRAINED
@@ -64,18 +64,20 @@ def main() -> None:
     log.info("evaluating %s", describe_rows(rows, cfg))
     segments = plan_segments(rows, params)
     seconds: dict[str, float] = {}
-    scores, rebuilt = score_with_segments(rows, predictors, params, segments, seconds)
-    table = triplet_table(rows, scores)
-    summary = summarise(table, cfg)
-    buckets = motion_buckets(table, cfg)
-    frames = frame_table(rebuilt)
-    summary["segments"] = summarise_segments(rebuilt, frames, cfg)
-    log_results(summary, cfg, seconds)
-    write_tables(table, buckets, summary)
-    with atomic_path(EVALUATE_RESULTS / "segment_frames.csv") as tmp:
-        frames.drop(columns=["segment", "offset"], errors="ignore").to_csv(tmp, index=False, float_format="%.6f")
-    write_summary_png(buckets, summary, cfg.methods, EVALUATE_RESULTS / "summary.png")
-    write_examples(table, rows, predictors, cfg, EVALUATE_RESULTS / "examples")
+    with output_set():  # every file below (and the videos and previews scoring writes) replaced together
+        scores, rebuilt = score_with_segments(rows, predictors, params, segments, seconds)
+        table = triplet_table(rows, scores)
+        summary = summarise(table, cfg)
+        buckets = motion_buckets(table, cfg)
+        frames = frame_table(rebuilt)
+        summary["segments"] = summarise_segments(rebuilt, frames, cfg)
+        log_results(summary, cfg, seconds)
+        write_tables(table, buckets, summary)
+        with atomic_path(EVALUATE_RESULTS / "segment_frames.csv") as tmp:
+            frames.drop(columns=["segment", "offset"], errors="ignore").to_csv(tmp, index=False,
+                                                                              float_format="%.6f")
+        write_summary_png(buckets, summary, cfg.methods, EVALUATE_RESULTS / "summary.png")
+        write_examples(table, rows, predictors, cfg, EVALUATE_RESULTS / "examples")
     log.info("wrote %s: metrics.json, per_triplet.csv, motion_buckets.csv, segment_frames.csv, summary.png, "
              "examples/, preview/, videos/", EVALUATE_RESULTS)
 

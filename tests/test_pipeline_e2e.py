@@ -52,7 +52,7 @@ def project(tmp_path_factory) -> tuple[Path, str]:
 
 def test_repro_runs_every_stage_and_writes_metrics(project):
     root, log = project
-    for stage in ("fetch", "extract", "augment", "train", "evaluate", "lr_find"):
+    for stage in ("check_sources", "fetch", "extract", "augment", "train", "evaluate", "lr_find"):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
     assert metrics["triplets"] == 2
@@ -110,7 +110,7 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     sh(root, "git", "commit", "-qm", "baseline results")
     done = sh(root, "dvc", "exp", "run", "--set-param", "lr=1e-5")
     log = done.stdout + done.stderr
-    for stage in ("fetch", "extract", "augment", "lr_find"):
+    for stage in ("check_sources", "fetch", "extract", "augment", "lr_find"):
         assert f"Stage '{stage}' didn't change, skipping" in log
     for stage in ("train", "evaluate"):
         assert f"Running stage '{stage}'" in log

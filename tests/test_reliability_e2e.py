@@ -88,6 +88,53 @@ def test_a_failing_stage_keeps_its_previous_outputs(project, stage, paths, chang
     assert "up to date" in sh(root, "dvc", "status").stdout
 
 
+@pytest.mark.parametrize("target, change, fragment", [
+    ("fetch", lambda p: p["sources"].update(checkpoint="models/pretrained/flownet.pk"),
+     "sources.checkpoint models/pretrained/flownet.pk: no such file"),
+    ("fetch", lambda p: p["sources"].update(checkpoint="rife-hdv3"), "sources.checkpoint rife-hdv3: no such file"),
+    ("fetch", lambda p: p["sources"].update(checkpoint="https://example.com/flownet.pkl"), "a URL"),
+    ("fetch", lambda p: p["sources"].update(checkpoint="models/pretrained"), "models/pretrained: a folder"),
+    ("extract", lambda p: p["sources"].update(videos="data/dmeo"), "sources.videos data/dmeo: no such folder"),
+], ids=["checkpoint-typo", "checkpoint-old-name", "checkpoint-url", "checkpoint-folder", "videos-typo"])
+def test_a_missing_source_stops_before_dvc_deletes_any_output(project, target, change, fragment):
+    """DVC deletes a stage's outputs before it finds a dependency missing; check_sources runs first."""
+    root = project
+    kept = ("data/demo", "models/pretrained/flownet.pkl", "data/triplets")
+    before = digest(root, *kept)
+    set_params(root, change)
+    done = repro(root, target)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0] and "nothing was changed" in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Errno" not in done.stdout + done.stderr
+    assert digest(root, *kept) == before
+    sh(root, "git", "checkout", "params.yaml")
+    assert "up to date" in sh(root, "dvc", "status").stdout
+
+
+def test_evaluate_stopped_after_scoring_keeps_the_whole_previous_set(project):
+    """Ctrl-C (SIGINT to dvc's process group) once the gain is logged: every result is the previous run's."""
+    root = project
+    before = digest(root, "results/evaluate")
+    set_params(root, lambda p: p["evaluate"].update(bootstrap_samples=300))
+    proc = subprocess.Popen(["dvc", "repro", "evaluate"], cwd=root, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "fine-tuned minus pretrained" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    lines += proc.stdout.readlines()
+    proc.wait(timeout=120)
+    log = "".join(lines)
+    assert proc.returncode != 0 and "fine-tuned minus pretrained" in log, log[-2000:]
+    assert digest(root, "results/evaluate") == before, log[-2000:]
+    assert not list((root / "results/evaluate").glob(".*.tmp*"))
+    sh(root, "git", "checkout", "params.yaml")
+    assert "evaluate" not in sh(root, "dvc", "status").stdout
+
+
 def test_going_back_to_a_learning_rate_restores_train_and_evaluate_from_the_run_cache(project):
     root = project
     first = digest(root, *TRAIN_AND_EVALUATE)

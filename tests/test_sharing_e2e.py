@@ -69,7 +69,7 @@ def test_a_pulled_clone_has_every_output_and_nothing_to_reproduce(machines):
     repro = sh(b, "dvc", "repro")
     log = repro.stdout + repro.stderr
     assert "Running stage" not in log
-    for stage in ("fetch", "extract", "augment", "train", "evaluate", "lr_find"):
+    for stage in ("check_sources", "fetch", "extract", "augment", "train", "evaluate", "lr_find"):
         assert f"Stage '{stage}' didn't change, skipping" in log
     assert {out: (b / out).stat().st_mtime_ns for out in CACHED_OUTPUTS} == mtimes
     assert sh(b, "git", "status", "--porcelain").stdout == ""  # dvc.lock and the metrics untouched

@@ -37,7 +37,7 @@ def test_replicates_run_from_git_without_rerunning_fetch_or_extract(swept):
     for name in ("default-seed1", "default-seed2", "author-1e-5-seed1", "author-1e-5-seed2"):
         log = sh(root, "dvc", "queue", "logs", name).stdout
         assert "Running stage 'evaluate'" in log  # the study's own evaluate params
-        for stage in ("fetch", "extract", "lr_find"):  # lr_find is not a target of a study's run
+        for stage in ("check_sources", "fetch", "extract", "lr_find"):  # lr_find is not a target of a study's run
             assert f"Running stage '{stage}'" not in log
         # seed 1 is the baseline's seed: its views are the baseline's, and the default's training is too; seed 2
         # draws new views, once (the second strategy with seed 2 gets them from DVC's run cache)

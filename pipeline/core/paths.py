@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+SOURCES_RECORD = Path("data/sources.json")  # written by check_sources: the sources as checked
 DEMO_DIR = Path("data/demo")
 TRIPLETS_DIR = Path("data/triplets")
 AUGMENTED_DIR = Path("data/augmented")
