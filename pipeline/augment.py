@@ -36,6 +36,9 @@ from pipeline.footage.views import FRAME_COLUMNS, crop_for, draw_view
 
 log = logging.getLogger("pipeline.augment")
 
+# the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
+PARAMS = ("base", "augment")
+
 MIN_SIDE = 64  # pixels: the smallest crop (two blocks of RIFE's coarsest 1/32 scale)
 
 
@@ -80,7 +83,7 @@ def plan_views(triplets: pd.DataFrame, cfg: Augment, seed: int) -> pd.DataFrame:
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = load_params(sections=PARAMS)
     plan = plan_views(train_triplets(), params.augment, params.base.seed)
     with atomic_dir(AUGMENTED_DIR) as tmp:
         plan.to_csv(tmp / PLAN_FILE, index=False)

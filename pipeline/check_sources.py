@@ -23,10 +23,12 @@ from pipeline.core.source_paths import check_checkpoint_path, check_videos_path
 
 log = logging.getLogger("pipeline.check_sources")
 
+PARAMS = ("sources",)  # the params dvc.yaml lists for this stage
+
 
 @user_facing
 def main() -> None:
-    sources = load_params().sources
+    sources = load_params(sections=PARAMS).sources
     check_checkpoint_path(sources.checkpoint)
     check_videos_path(sources.videos)
     record = {"checkpoint": sources.checkpoint, "videos": sources.videos}

@@ -47,10 +47,13 @@ from pipeline.scoring.summary import describe_rows, log_results, motion_buckets,
 
 log = logging.getLogger("pipeline.evaluate")
 
+# the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
+PARAMS = ("evaluate", "train.arch", "train.threads", "train.cpu_isa", "sources.videos", "extract.cut_threshold")
+
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = load_params(sections=PARAMS)
     cfg = params.evaluate
     pin_cpu_isa(params.train.cpu_isa)  # the fine-tuned model runs the kernels it was trained with
     torch.set_num_threads(cpu_threads(params.train.threads))

@@ -26,10 +26,13 @@ from pipeline.footage.corpus import build_manifest, plan_tasks, run_tasks, summa
 
 log = logging.getLogger("pipeline.extract")
 
+# the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
+PARAMS = ("sources.videos", "extract")
+
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = load_params(sections=PARAMS)
     source = Path(params.sources.videos)
     if not source.is_dir():
         raise UserError(f"sources.videos {source}: no such folder")

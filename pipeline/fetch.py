@@ -29,6 +29,9 @@ from pipeline.models import fitting_arch, read_checkpoint, write_state_dict
 
 log = logging.getLogger("pipeline.fetch")
 
+# the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
+PARAMS = ("sources", "train.arch")
+
 
 @dataclass(frozen=True)
 class WheelFile:
@@ -137,7 +140,7 @@ def fetch_checkpoint(sources: Sources, arch: str) -> None:
 
 @user_facing
 def main() -> None:
-    params = load_params()
+    params = load_params(sections=PARAMS)
     with output_set():  # the clips and the checkpoint are replaced together, or neither
         fetch_videos(params.sources)
         fetch_checkpoint(params.sources, params.train.arch)

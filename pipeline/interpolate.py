@@ -112,7 +112,7 @@ def cut_threshold(args: argparse.Namespace) -> float:
         return args.cut_threshold
     if not PARAMS_FILE.is_file():
         raise UserError(f"{PARAMS_FILE}: not found; run from the project root or pass --cut-threshold")
-    return load_params(PARAMS_FILE).extract.cut_threshold
+    return load_params(PARAMS_FILE, sections=("extract.cut_threshold",)).extract.cut_threshold
 
 
 def load_model(args: argparse.Namespace, device: torch.device) -> Interpolator:

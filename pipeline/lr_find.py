@@ -40,6 +40,10 @@ from pipeline.training.optim import build_optimizer
 
 log = logging.getLogger("pipeline.lr_find")
 
+# the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
+PARAMS = ("base", "train.arch", "train.batch_size", "train.groups", "train.optimizer", "train.weight_decay",
+          "train.grad_clip", "train.loss", "train.num_workers", "train.threads", "train.cpu_isa", "lr_find")
+
 MIN_STEPS_BEFORE_STOP = 5  # the smoothed loss is too noisy to call divergence over the first few steps
 SETTLING_SHARE = 0.1  # the first tenth of the curve (at least MIN_STEPS_BEFORE_STOP) is left out of suggestions:
 # the smoothed loss still leans on its first few batches there, and a lucky first batch looks like the minimum
@@ -126,7 +130,7 @@ def plot(curve: pd.DataFrame, suggested: dict[str, float], path) -> None:
 
 @user_facing
 def main() -> None:
-    params = with_resolved_arch(load_params(), PRETRAINED)
+    params = with_resolved_arch(load_params(sections=PARAMS), PRETRAINED)
     check_group_names(params.train)
     curve = range_test(params)
     suggested = suggestions(curve["lr"].to_numpy(), curve["smoothed_loss"].tolist())

@@ -60,7 +60,7 @@ def plot(table: pd.DataFrame, title: str, path) -> None:
 
 @user_facing
 def main() -> None:
-    params = with_resolved_arch(load_params(), PRETRAINED)
+    params = with_resolved_arch(load_params(sections=("lr", "train")), PRETRAINED)
     table = lr_table(params)
     LR_PREVIEW_RESULTS.mkdir(parents=True, exist_ok=True)
     with atomic_path(LR_PREVIEW_RESULTS / "lr.tsv") as tmp:

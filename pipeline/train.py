@@ -34,10 +34,13 @@ from pipeline.training.loop import USER_THREADS, make_accelerator, use_threads
 
 log = logging.getLogger("pipeline.train")
 
+# the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
+PARAMS = ("lr", "base", "train")
+
 
 @user_facing
 def main() -> None:
-    params = with_resolved_arch(load_params(), PRETRAINED)
+    params = with_resolved_arch(load_params(sections=PARAMS), PRETRAINED)
     check_group_names(params.train)
     pin_cpu_isa(params.train.cpu_isa)  # before any tensor work, here and in the processes launched below
     if not launched():

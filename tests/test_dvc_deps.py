@@ -57,3 +57,23 @@ def test_every_code_dependency_is_imported(stage):
     code = [ROOT / d for d in STAGES[stage]["deps"] if isinstance(d, str) and d.startswith("pipeline")]
     stale = sorted(str(d.relative_to(ROOT)) for d in code if not any(f == d or d in f.parents for f in used))
     assert not stale, f"stage {stage} lists {stale} as deps but does not import them"
+
+
+def declared_params(stage_file: Path) -> tuple[str, ...]:
+    """The stage's ``PARAMS``, after checking that its ``load_params`` call passes them as ``sections``."""
+    tree = ast.parse(stage_file.read_text())
+    declared = [ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                and [getattr(t, "id", None) for t in node.targets] == ["PARAMS"]]
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", None) == "load_params"]
+    assert len(declared) == 1 and len(calls) == 1, f"{stage_file.name}: one PARAMS and one load_params call"
+    sections = [kw.value for kw in calls[0].keywords if kw.arg == "sections"]
+    assert [getattr(s, "id", None) for s in sections] == ["PARAMS"], f"{stage_file.name}: load_params(sections=PARAMS)"
+    return declared[0]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_each_stage_checks_the_params_dvc_yaml_lists(stage):
+    """A stage runs the cross-field checks of the sections it reads, which are the ones dvc.yaml reruns it for."""
+    module = STAGES[stage]["cmd"].split("python -m ")[1].split()[0]
+    assert list(declared_params(module_file(module))) == STAGES[stage]["params"]

@@ -7,6 +7,9 @@ import yaml
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
+from tests.helpers import ROOT
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def write(tmp_path, data, text=None):
@@ -94,9 +97,59 @@ def test_missing_key(tmp_path, params_dict):
 
 
 def test_inconsistent_values(tmp_path, params_dict):
-    params_dict["train"]["warmup_steps"] = params_dict["train"]["steps"] + 1
-    with pytest.raises(UserError, match="warmup_steps .* longer than the run"):
+    params_dict["train"].update(schedule="warmup_constant", warmup_steps=params_dict["train"]["steps"])
+    with pytest.raises(UserError, match=r"train\.warmup_steps = 160 must be below train\.steps \(160\)"):
         load_params(write(tmp_path, params_dict))
+
+
+def test_a_short_trial_run_stops_only_the_stage_that_reads_train(tmp_path, params_dict):
+    """`dvc exp run -S train.steps=6` with the defaults: one_cycle's rise needs 2 steps, 0.3 x 6 gives 1.8."""
+    params_dict["train"]["steps"] = 6
+    path = write(tmp_path, params_dict)
+    assert load_params(path, sections=STAGES["extract"]["params"]).train.steps == 6
+    assert load_params(path, sections=STAGES["evaluate"]["params"]).train.steps == 6
+    with pytest.raises(UserError) as err:
+        load_params(path, sections=STAGES["train"]["params"])
+    assert str(err.value) == (f"{path}: train.schedules.one_cycle.pct_start = 0.3 leaves under 2 of the 6 steps "
+                              "(train.steps) for the rise; use at least 0.34")
+
+
+@pytest.mark.parametrize("warmup, message", [
+    (10, "train.warmup_steps = 10 must be below train.steps (6); use at most 5, or 0"),
+    (1.0, "train.warmup_steps = 1.0 (6 steps) must be below train.steps (6); use at most 5, or 0"),
+])
+def test_a_warmup_too_long_for_the_run_says_what_fits(tmp_path, params_dict, warmup, message):
+    params_dict["train"].update(steps=6, schedule="warmup_constant", warmup_steps=warmup)
+    path = write(tmp_path, params_dict)
+    load_params(path, sections=STAGES["extract"]["params"])
+    with pytest.raises(UserError) as err:
+        load_params(path, sections=STAGES["train"]["params"])
+    assert str(err.value) == f"{path}: {message}"
+    params_dict["train"]["warmup_steps"] = 5
+    assert load_params(write(tmp_path, params_dict)).train.warmup_steps == 5
+
+
+def test_a_schedule_without_warmup_ignores_warmup_steps(tmp_path, params_dict):
+    params_dict["train"].update(steps=6, schedule="constant", warmup_steps=10)
+    assert load_params(write(tmp_path, params_dict)).train.warmup_steps == 10
+    params_dict["train"]["schedule"] = "linear"
+    with pytest.raises(UserError, match="warmup_steps = 10 must be below"):
+        load_params(write(tmp_path, params_dict))
+
+
+def test_types_and_unknown_keys_of_every_section_are_checked_for_every_stage(tmp_path, params_dict):
+    params_dict["train"]["stepz"] = 6
+    with pytest.raises(UserError, match=r"unknown key train\.stepz"):
+        load_params(write(tmp_path, params_dict), sections=STAGES["extract"]["params"])
+    del params_dict["train"]["stepz"]
+    params_dict["train"]["steps"] = 0
+    with pytest.raises(UserError, match=r"train\.steps = 0: expected an integer >= 1"):
+        load_params(write(tmp_path, params_dict), sections=STAGES["extract"]["params"])
+
+
+def test_a_section_that_does_not_exist_is_a_programming_error(tmp_path, params_dict):
+    with pytest.raises(ValueError, match="params has no section 'trian'"):
+        load_params(write(tmp_path, params_dict), sections=("trian.steps",))
 
 
 def test_crop_must_fit_the_network(tmp_path, params_dict):

@@ -176,6 +176,7 @@ def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
     assert pd.read_csv(curves / "train/loss.tsv", sep="\t")["step"].tolist() == list(range(1, 31))
     assert pd.read_csv(curves / "val/psnr.tsv", sep="\t")["step"].tolist() == [0, 10, 20, 30]
     assert pd.read_csv(curves / "train/seconds.tsv", sep="\t")["seconds"].is_monotonic_increasing
+    assert json.loads((root / "results/train/metrics.json").read_text())["step"] == 30  # the steps run
 
 
 def test_the_preview_is_what_training_logs(project):

@@ -211,13 +211,16 @@ def plots_with_data(root: Path) -> list[str]:
             continue
         (name, spec), = entry.items()
         fields = {}
+        # a field named without its file belongs to the y files (or, without those, to the file the plot is named by)
+        y_files = list(spec["y"]) if isinstance(spec.get("y"), dict) else [name]
         for axis in ("x", "y"):
             value = spec.get(axis)
             if isinstance(value, dict):
                 for path, columns in value.items():
                     fields.setdefault(path, []).extend(columns if isinstance(columns, list) else [columns])
             elif value:
-                fields.setdefault(name, []).append(value)
+                for path in y_files:
+                    fields.setdefault(path, []).extend(value if isinstance(value, list) else [value])
         readable = all((root / path).is_file() and set(cols) <= set(pd.read_csv(root / path, sep=None,
                                                                                 engine="python").columns)
                        for path, cols in fields.items())

@@ -11,7 +11,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from pipeline.core.errors import UserError
-from pipeline.core.params import SCHEDULES, Params, Train, build
+from pipeline.core.params import SCHEDULES, Params, Train, build, check_sections
 from pipeline.models import create_model
 from pipeline.training.groups import check_group_names, frozen_at, multipliers, unfreeze_steps
 from pipeline.training.optim import build_optimizer, drop_frozen_gradients, group_lrs
@@ -237,7 +237,7 @@ def test_freeze_then_all_trains_only_the_finest_block_first(cfg):
 
 @pytest.mark.parametrize("change, message", [
     ({"schedule": "cosine"}, "train.schedule = 'cosine': expected one of: constant, warmup_constant"),
-    ({"warmup_steps": 400}, "train.warmup_steps = 400 is longer than the run"),
+    ({"schedule": "warmup_constant", "warmup_steps": 400}, "train.warmup_steps = 400 must be below train.steps"),
     ({"warmup_steps": 1.5}, "train.warmup_steps = 1.5: expected a number of steps"),
     ({"schedule": "step", "schedules.step.milestones": [100, 400]},
      "train.schedules.step.milestones has 400, outside the run"),
@@ -255,17 +255,17 @@ def test_inconsistent_strategies_stop_at_load(params_dict, change, message):
             section = section[name]
         section[last] = value
     with pytest.raises(UserError) as err:
-        build(Params, params_dict, "", "params.yaml")
+        check_sections(build(Params, params_dict, "", "params.yaml"), ["train"])
     assert message in str(err.value)
 
 
 def test_options_of_a_schedule_not_chosen_are_not_checked_against_the_run(params_dict):
     params_dict["train"].update(steps=4, schedule="warmup_constant", warmup_steps=1)
     params_dict["train"]["schedules"]["step"]["milestones"] = [100, 200]  # steps, outside a 4-step run
-    assert build(Params, params_dict, "", "params.yaml").train.steps == 4
+    check_sections(build(Params, params_dict, "", "params.yaml"), ["train"])
     params_dict["train"]["schedule"] = "step"
     with pytest.raises(UserError, match="milestones has 100, outside the run"):
-        build(Params, params_dict, "", "params.yaml")
+        check_sections(build(Params, params_dict, "", "params.yaml"), ["train"])
 
 
 def test_an_unknown_group_lists_the_architectures_groups(cfg):

@@ -1,14 +1,19 @@
 """params.yaml, loaded once into typed, frozen objects (one dataclass per section).
 
 Every key is required (params.yaml is the one place hyper-parameters live); :func:`pipeline.core.schema.build`
-checks each one against its type and the marker on its field, and :func:`_check_consistency` checks the
-values that must agree with each other. Any mistake stops with one line naming the key.
+checks each one against its type and the marker on its field, for every section, whoever loads the file. The
+values that must agree with each other within a section (``train.warmup_steps`` below ``train.steps``) are checked
+only for the sections the caller reads (:func:`check_sections`): a short trial run's ``train`` settings never stop
+``extract``. Any mistake stops with one line naming the key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -28,6 +33,8 @@ REQUIRED_METRICS = ("psnr", "ssim")  # the headline pair in metrics.json; the pl
 
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "exponential", "polynomial",
              "cosine_restarts", "cyclic", "one_cycle", "plateau")
+# the schedules that start with train.warmup_steps (the others ignore it; pipeline.training.schedules)
+WARMUP_SCHEDULES = tuple(s for s in SCHEDULES if s not in ("constant", "cyclic", "one_cycle"))
 
 
 @dataclass(frozen=True)
@@ -254,59 +261,94 @@ class Params:
     evaluate: Evaluate
     lr_find: LrFind
 
-    def __post_init__(self) -> None:
-        _check_consistency(self)
+
+# The sections a stage can name, in params.yaml's order
+SECTIONS = tuple(f.name for f in fields(Params))
 
 
-def _check_consistency(p: Params) -> None:
-    t = p.train
-    if to_steps(t.warmup_steps, t.steps) > t.steps:
-        raise UserError(f"params: train.warmup_steps = {t.warmup_steps} is longer than the run "
-                        f"(train.steps = {t.steps})")
+def _check_train(t: Train, source: str) -> None:
+    warmup = to_steps(t.warmup_steps, t.steps)
+    if t.schedule in WARMUP_SCHEDULES and warmup >= t.steps:
+        counted = "" if isinstance(t.warmup_steps, int) else f" ({warmup} steps)"
+        fits = f"use at most {t.steps - 1}, or 0" if t.steps > 1 else "use 0"
+        raise UserError(f"{source}: train.warmup_steps = {t.warmup_steps}{counted} must be below train.steps "
+                        f"({t.steps}); {fits}")
     for milestone in t.schedules.step.milestones if t.schedule == "step" else ():  # only the chosen one is read
         if not 0 < to_steps(milestone, t.steps) < t.steps:
-            raise UserError(f"params: train.schedules.step.milestones has {milestone}, outside the run "
+            raise UserError(f"{source}: train.schedules.step.milestones has {milestone}, outside the run "
                             f"(train.steps = {t.steps}); milestones fall between step 1 and the last step")
-    if t.schedule == "one_cycle" and t.schedules.one_cycle.pct_start * t.steps < 2:
-        raise UserError(f"params: train.schedules.one_cycle.pct_start = {t.schedules.one_cycle.pct_start:g} "
-                        f"leaves under 2 of the {t.steps} steps for the rise")
+    if t.schedule == "one_cycle":
+        _check_one_cycle(t.schedules.one_cycle.pct_start, t.steps, source)
     needs_val = {"train.schedule = plateau": t.schedule == "plateau", "train.keep = best": t.keep == "best",
                  "train.early_stopping.patience > 0": t.early_stopping.patience > 0}
     for what, needed in needs_val.items():
         if needed and t.val_every >= t.steps:
-            raise UserError(f"params: {what} needs validations during the run, but train.val_every = "
+            raise UserError(f"{source}: {what} needs validations during the run, but train.val_every = "
                             f"{t.val_every} is not below train.steps = {t.steps}")
     if t.freeze.preset != "none" and t.freeze.groups:
-        raise UserError(f"params: train.freeze.preset = {t.freeze.preset} already decides what is frozen; "
+        raise UserError(f"{source}: train.freeze.preset = {t.freeze.preset} already decides what is frozen; "
                         f"leave train.freeze.groups empty (it names {', '.join(t.freeze.groups)})")
-    if p.lr_find.min_lr >= p.lr_find.max_lr:
-        raise UserError(f"params: lr_find.min_lr = {p.lr_find.min_lr:g} must be below lr_find.max_lr = "
-                        f"{p.lr_find.max_lr:g}")
-    if p.augment.crop % 32:
-        raise UserError(f"params: augment.crop = {p.augment.crop}: expected a multiple of 32 "
-                        "(RIFE's coarsest block works at 1/32 of the input)")
-    x = p.extract
+
+
+def _check_one_cycle(pct_start: float, steps: int, source: str) -> None:
+    """The rise of one_cycle needs at least 2 steps (pct_start is below 1, so a run of 3 steps at least)."""
+    if pct_start * steps >= 2:
+        return
+    fits = (f"use at least {math.ceil(200 / steps) / 100:g}" if steps >= 3
+            else "one_cycle needs train.steps of 3 or more")
+    raise UserError(f"{source}: train.schedules.one_cycle.pct_start = {pct_start:g} leaves under 2 of the "
+                    f"{steps} steps (train.steps) for the rise; {fits}")
+
+
+def _check_extract(x: Extract, source: str) -> None:
     if x.split_by == "blocks" and x.block_frames < 2 * max(x.gap) + 1 + x.guard_frames:
-        raise UserError(f"params: extract.block_frames = {x.block_frames} cannot hold a triplet of gap {max(x.gap)} "
-                        f"plus extract.guard_frames = {x.guard_frames}; expected at least "
+        raise UserError(f"{source}: extract.block_frames = {x.block_frames} cannot hold a triplet of gap "
+                        f"{max(x.gap)} plus extract.guard_frames = {x.guard_frames}; expected at least "
                         f"{2 * max(x.gap) + 1 + x.guard_frames}")
-    if p.extract.val_fraction + p.extract.test_fraction >= 0.9:
-        raise UserError(f"params: extract.val_fraction + extract.test_fraction = "
-                        f"{p.extract.val_fraction + p.extract.test_fraction:g}: expected below 0.9, "
-                        "so training keeps some footage")
-    _check_evaluate(p.evaluate)
+    if x.val_fraction + x.test_fraction >= 0.9:
+        raise UserError(f"{source}: extract.val_fraction + extract.test_fraction = "
+                        f"{x.val_fraction + x.test_fraction:g}: expected below 0.9, so training keeps some footage")
 
 
-def _check_evaluate(e: Evaluate) -> None:
+def _check_augment(a: Augment, source: str) -> None:
+    if a.crop % 32:
+        raise UserError(f"{source}: augment.crop = {a.crop}: expected a multiple of 32 "
+                        "(RIFE's coarsest block works at 1/32 of the input)")
+
+
+def _check_evaluate(e: Evaluate, source: str) -> None:
     for key, chosen, required in (("methods", e.methods, REQUIRED_METHODS), ("metrics", e.metrics, REQUIRED_METRICS)):
         missing = [name for name in required if name not in chosen]
         if missing:
-            raise UserError(f"params: evaluate.{key} = [{', '.join(chosen)}] lacks {', '.join(missing)}; "
+            raise UserError(f"{source}: evaluate.{key} = [{', '.join(chosen)}] lacks {', '.join(missing)}; "
                             f"it must include {', '.join(required)}")
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and validate ``path`` (``params.yaml`` in the working directory by default)."""
+def _check_lr_find(f: LrFind, source: str) -> None:
+    if f.min_lr >= f.max_lr:
+        raise UserError(f"{source}: lr_find.min_lr = {f.min_lr:g} must be below lr_find.max_lr = {f.max_lr:g}")
+
+
+# The checks between the values of one section, run only for a stage that reads that whole section
+SECTION_CHECKS: dict[str, Callable[[Any, str], None]] = {
+    "extract": _check_extract, "augment": _check_augment, "train": _check_train, "evaluate": _check_evaluate,
+    "lr_find": _check_lr_find}
+
+
+def check_sections(params: Params, sections: Iterable[str], source: str = "params") -> None:
+    """Run the cross-field checks of each whole section in ``sections`` (entries as in dvc.yaml's ``params:``
+    lists: ``train`` runs train's checks, ``train.arch`` none)."""
+    for entry in sections:
+        if entry.split(".")[0] not in SECTIONS:
+            raise ValueError(f"params has no section {entry.split('.')[0]!r}; it has {', '.join(SECTIONS)}")
+        if entry in SECTION_CHECKS:
+            SECTION_CHECKS[entry](getattr(params, entry), source)
+
+
+def load_params(path: str | Path = PARAMS_FILE, sections: Iterable[str] = SECTIONS) -> Params:
+    """Read ``path`` (``params.yaml`` in the working directory by default) and check the type and value of every
+    key; then the values that must agree with each other in each section the caller reads (``sections``: its
+    stage's ``params:`` entries in dvc.yaml, so that a setting of ``train`` never stops ``extract``)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -317,7 +359,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from None
     _check_renamed(raw, str(path))
-    return build(Params, raw, "", str(path))
+    params = build(Params, raw, "", str(path))
+    check_sections(params, sections, str(path))
+    return params
 
 
 # Keys renamed since an earlier version: (section, old key) -> what to write instead and why

@@ -44,10 +44,11 @@ def seconds_so_far(directory: Path) -> float:
 
 
 def add_to_summary(accelerator: Accelerator, section: str, values: dict) -> None:
-    """Put ``values`` under ``section`` of the run's summary (dvclive's ``metrics.json``) and rewrite it."""
+    """Put ``values`` under ``section`` of the run's summary (dvclive's ``metrics.json``, written when the run ends
+    with ``accelerator.end_training()``). Writing it here would record dvclive's next step, one past the last one
+    logged, as the summary's ``step``."""
     live = accelerator.get_tracker("dvclive", unwrap=True)
     live.summary.setdefault(section, {}).update(values)
-    live.make_summary()
 
 
 def publish_curves(live: Path, results: Path) -> None:

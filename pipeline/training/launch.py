@@ -2,7 +2,9 @@
 
 ``python -m pipeline.train`` (what dvc.yaml runs) checks params and the checkpoint in one process, then starts
 itself again under Accelerate's launcher with the flags it was given and the user's ``accelerate config``; the
-launched processes do the training (:func:`launched` tells which side a process is on)."""
+launched processes do the training (:func:`launched` tells which side a process is on). Without a config, what the
+flags leave open is passed as Accelerate's own defaults (:func:`launch_flags`), so the launcher does not print its
+block of values "not passed to `accelerate launch`" on every run."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import os
 import signal
 import subprocess
 import sys
+
+import torch
 
 from pipeline.core.errors import EXIT_INTERRUPTED
 from pipeline.core.system import child_pids
@@ -24,6 +28,41 @@ def launched() -> bool:
     return LAUNCHED_BY_ACCELERATE in os.environ or LAUNCHED_BY_TORCHRUN in os.environ
 
 
+# Accelerate's defaults for a launch without a config, which it announces with a warning when they are not passed:
+# one machine, no mixed precision, no torch.compile backend (one process per device is counted in launch_flags)
+QUIET_DEFAULTS = {"num_machines": "1", "mixed_precision": "no", "dynamo_backend": "no"}
+EXCLUSIVE_LAUNCHERS = ("multi_gpu", "cpu", "tpu", "use_deepspeed", "use_fsdp")  # at most one of these per launch
+
+
+def device_count() -> int:
+    """Accelerator devices (GPUs) torch sees; 0 on a CPU-only machine."""
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.device_count()
+    return torch.cuda.device_count()  # torch before 2.6
+
+
+def launch_flags(user_flags: list[str], module: str) -> list[str]:
+    """The launcher's arguments for ``python -m <module>``: the user's flags, then, where neither they nor an
+    accelerate config decide, what Accelerate would default to, spelled out: one process per device (one on a CPU),
+    one machine, no mixed precision, no dynamo backend."""
+    from accelerate.commands import config
+    from accelerate.commands.launch import launch_command_parser
+
+    given = launch_command_parser().parse_args([*user_flags, "-m", module])
+    if given.config_file is not None or (os.path.isfile(config.default_config_file) and not given.cpu):
+        return [*user_flags, "-m", module]  # the config fills what the flags leave open, without a warning
+    extra = []
+    if given.num_processes is None:
+        devices = 0 if given.cpu else device_count()
+        extra += ["--num_processes", str(max(devices, 1))]
+        if devices > 1 and not any(getattr(given, name) for name in EXCLUSIVE_LAUNCHERS):
+            extra.append("--multi_gpu")  # what Accelerate switches on itself when it finds several devices
+    for name, value in QUIET_DEFAULTS.items():
+        if getattr(given, name) is None:
+            extra += [f"--{name}", value]
+    return [*user_flags, *extra, "-m", module]
+
+
 def forward_to_children(signum: int, frame) -> None:
     for pid in child_pids():
         with contextlib.suppress(ProcessLookupError):
@@ -35,7 +74,7 @@ def launch(module: str, launcher_flags: list[str]) -> None:
     ``accelerate config``), and pass on its exit code without the launcher's own traceback."""
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    args = launch_command_parser().parse_args([*launcher_flags, "-m", module])
+    args = launch_command_parser().parse_args(launch_flags(launcher_flags, module))
     # A scheduler's SIGTERM often reaches only this process: pass it on, so the workers stop as after Ctrl-C
     signal.signal(signal.SIGTERM, forward_to_children)
     try:
