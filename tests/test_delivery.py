@@ -178,10 +178,11 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.mark.slow  # starts a browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (Debian: apt-get install chromium); "
                     "the default video cannot be played in a browser")
-def test_the_default_video_plays_in_chromium(tagged_clip, tmp_path, monkeypatch):
+def test_the_default_video_plays_in_chromium(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()
-    run_interpolate(monkeypatch, tagged_clip, site / "out.mp4")
+    make_clip(tmp_path / "rgb.mkv", patches())  # the common case: BT.709 in limited range
+    run_interpolate(monkeypatch, tmp_path / "rgb.mkv", site / "out.mp4")
     (site / "index.html").write_text(PAGE)
     handler = functools.partial(QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # no range requests: faststart matters

@@ -50,10 +50,10 @@ class Codec:
     mp4_tag: str | None = None  # the codec tag in MP4-like files, when FFmpeg's default is not what players want
 
 
-# delivery: measured by tests/benchmarks/bench_delivery.py (docs/models-and-interpolation.md). 4:2:0 halves the
-# colour resolution, what every browser and phone decodes; CRF 16 is a little finer than x264's usual "visually
-# lossless" 18, so the coding adds little to the chroma loss. master: lossless coding; 10-bit 4:4:4 YUV holds
-# every 8-bit RGB frame, so the frames read back as written (FFV1 stores the RGB itself).
+# delivery: 4:2:0, what every browser and phone decodes, halves the colour resolution; CRF 16 is a little finer
+# than x264's usual "visually lossless" 18, so the coding adds little to that loss (how much of the fine-tune's
+# gain survives: tests/benchmarks/bench_delivery.py). master: lossless coding; 10-bit 4:4:4 YUV has room for
+# every 8-bit RGB colour, so frames read back as written (exactly, in limited range; FFV1 stores the RGB itself).
 CODECS: dict[str, dict[str, Codec]] = {
     "h264": {
         DELIVERY: Codec("libx264", "yuv420p", 16, (0, 51), (*MP4_LIKE, ".mkv"),
