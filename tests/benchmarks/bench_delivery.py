@@ -1,0 +1,131 @@
+"""Does the fine-tune's gain survive interpolate's video files? (run on demand, not in the suite):
+
+    python -m tests.benchmarks.bench_delivery PROJECT CLIP [CLIP ...] [--frames N] [--codec h264]
+
+For each clip, as ``evaluate`` rebuilds its test segments: every other frame is dropped and the kept ones (a
+lossless FFV1 file at half the rate, with their own timestamps) go through ``python -m pipeline.interpolate``'s
+own loop at ``--multi 2`` (scene cuts repeat the nearer frame, at PROJECT's ``extract.cut_threshold``), once with
+PROJECT's ``models/pretrained/flownet.pkl`` and once with its ``models/finetuned/flownet.pkl``. The result is
+encoded at each quality (delivery, the default, and master) as interpolate writes it (the input's colour tags)
+and decoded back. Prints, per clip: the mean PSNR (RGB, dB; a pixel-exact frame counts as 100) of the
+interpolated frames against the dropped originals for each model, before encoding and after decoding each file;
+the fine-tuned minus pretrained gain; the share of the gain before encoding that is kept; and the file sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.core.params import load_params
+from pipeline.core.paths import FINETUNED, PARAMS_FILE, PRETRAINED
+from pipeline.footage.encoder import CODECS, DELIVERY, MASTER, VideoWriter, check_codec, output_colour
+from pipeline.footage.video import Frame, decode, probe
+from pipeline.interpolate import interpolate_video
+from pipeline.models import AUTO, load_checkpoint
+from pipeline.scoring.metrics import MAX_PSNR, psnr
+
+MODELS = (("pretrained", PRETRAINED), ("fine-tuned", FINETUNED))
+
+
+class Frames:
+    """A sink that keeps what interpolate writes, with the output timestamps."""
+
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+        self.pts: list[int] = []
+        self.count = 0
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        self.images.append(rgb)
+        self.pts.append(pts)
+        self.count += 1
+
+
+def half_rate(frames: list[Frame], info, path: Path) -> None:
+    """Every other frame of ``frames`` (the first, third, ...) to ``path``, losslessly, keeping their times."""
+    writer = VideoWriter(path, CODECS["ffv1"][MASTER], None, (info.height, info.width), info.rate / 2,
+                         info.time_base)
+    for frame in frames[::2]:
+        writer.write(frame.image, frame.pts)
+    writer.close()
+
+
+def mean_psnr(predictions: list[np.ndarray], truths: list[np.ndarray]) -> float:
+    assert len(predictions) == len(truths), f"{len(predictions)} predictions, {len(truths)} originals"
+    return float(np.mean([min(psnr(p, t), MAX_PSNR) for p, t in zip(predictions, truths, strict=True)]))
+
+
+def encode(out: Frames, half, colour, path: Path, codec_name: str, quality: str) -> None:
+    """What interpolate writes at ``--multi 2`` from ``half`` (the probed input) with the input's ``colour``."""
+    codec = check_codec(codec_name, quality, None, path)
+    writer = VideoWriter(path, codec, None, (half.height, half.width), half.rate * 2, half.time_base / 2,
+                         colour=output_colour(colour))
+    for image, pts in zip(out.images, out.pts, strict=True):
+        writer.write(image, pts)
+    writer.close()
+
+
+def bench_clip(clip: Path, project: Path, limit: int | None, codec_name: str, device: torch.device) -> None:
+    info = probe(clip)
+    frames = list(decode(clip))[:limit]
+    frames = frames[:len(frames) - (len(frames) + 1) % 2]  # odd: the last frame is a kept one
+    truths = [frame.image for frame in frames[1::2]]
+    threshold = load_params(project / PARAMS_FILE).extract.cut_threshold
+    suffix = ".mkv" if codec_name == "ffv1" else ".mp4"
+    rows: dict[str, dict[str, float]] = {"before encoding": {}}
+    sizes: dict[str, dict[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "half.mkv"
+        half_rate(frames, info, source)
+        half = probe(source)
+        for name, checkpoint in MODELS:
+            model = load_checkpoint(project / checkpoint, AUTO).for_inference(device)
+            out = Frames()
+            with torch.inference_mode():
+                interpolate_video(model, source, out, 2, 1.0, threshold, device, half.frames)
+            rows["before encoding"][name] = mean_psnr(out.images[1::2], truths)
+            for quality in (DELIVERY, MASTER):
+                if quality not in CODECS[codec_name]:
+                    continue
+                path = Path(tmp) / f"{name}-{quality}{suffix}"
+                encode(out, half, info.colour, path, codec_name, quality)
+                read = [frame.image for frame in decode(path)][1::2]
+                rows.setdefault(f"{codec_name} {quality}", {})[name] = mean_psnr(read, truths)
+                sizes.setdefault(f"{codec_name} {quality}", {})[name] = path.stat().st_size
+    report(clip, info, len(frames), rows, sizes)
+
+
+def report(clip: Path, info, count: int, rows: dict, sizes: dict) -> None:
+    print(f"\n{clip.name}: {count} frames {info.width}x{info.height}, every other one dropped and interpolated "
+          f"({count // 2} predictions per model)")
+    print(f"{'':22s} {'pretrained':>10s} {'fine-tuned':>10s} {'gain dB':>8s} {'kept':>6s} {'kB pre/fine':>13s}")
+    base = None
+    for label, psnrs in rows.items():
+        gain = psnrs["fine-tuned"] - psnrs["pretrained"]
+        base = gain if base is None else base
+        kept = f"{gain / base:6.2f}" if base else f"{'-':>6s}"
+        size = sizes.get(label)
+        size_text = f"{size['pretrained'] / 1e3:.0f}/{size['fine-tuned'] / 1e3:.0f}" if size else ""
+        print(f"{label:22s} {psnrs['pretrained']:10.3f} {psnrs['fine-tuned']:10.3f} {gain:+8.3f} {kept} "
+              f"{size_text:>13s}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("project", type=Path, help="project folder with params.yaml and both checkpoints")
+    parser.add_argument("clips", type=Path, nargs="+", help="videos to measure on (e.g. the test footage)")
+    parser.add_argument("--frames", type=int, help="only the first N frames of each clip")
+    parser.add_argument("--codec", default="h264", choices=list(CODECS), help="encoder (default h264)")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for clip in args.clips:
+        bench_clip(clip, args.project, args.frames, args.codec, device)
+
+
+if __name__ == "__main__":
+    main()
