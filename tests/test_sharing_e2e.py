@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ENV, lr_curve, new_project, sh, tree_digest, wait_for_queue
+from tests.helpers import ENV, copy_reproduced, lr_curve, sh, tree_digest, wait_for_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in temporary repos; fetch downloads the demo
 
@@ -42,17 +42,15 @@ def digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def machines(tmp_path_factory) -> tuple[Path, Path, str]:
+def machines(tmp_path_factory, reproduced) -> tuple[Path, Path, str]:
     """Clone ``a``, which ran ``dvc repro`` and pushed; clone ``b``, which cloned and pulled; ``b``'s pull log."""
     top = tmp_path_factory.mktemp("sharing")
     origin, storage, a = top / "origin.git", top / "dvc-storage", top / "a"
     sh(top, "git", "init", "-q", "--bare", "-b", "main", str(origin))
-    a.mkdir()
-    new_project(a, commit=False)
+    copy_reproduced(reproduced, a)  # a clone that ran dvc repro
     for cmd in (("dvc", "remote", "add", "-d", "storage", str(storage)),
                 ("git", "remote", "add", "origin", str(origin)),
-                ("git", "add", "-A"), ("git", "commit", "-qm", "project"), ("dvc", "repro"),
-                ("git", "add", "-A"), ("git", "commit", "-qm", "results"), ("dvc", "push"),
+                ("git", "add", "-A"), ("git", "commit", "-qm", "results and remote"), ("dvc", "push"),
                 ("git", "push", "-q", "origin", "main")):
         sh(a, *cmd)
     sh(top, "git", "clone", "-q", str(origin), "b")

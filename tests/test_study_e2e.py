@@ -13,17 +13,14 @@ from io import StringIO
 import pandas as pd
 import pytest
 
-from tests.helpers import new_project, run_module, sh, wait_for_queue
+from tests.helpers import copy_reproduced, run_module, sh, wait_for_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    root = new_project(tmp_path_factory.mktemp("study"))
-    sh(root, "dvc", "repro")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "baseline results")
+def swept(tmp_path_factory, reproduced):
+    root, _ = copy_reproduced(reproduced, tmp_path_factory.mktemp("study"))  # the baseline, committed
     queued = run_module("pipeline.study", root, "--queue", "--seeds", "2", "--only", "default,author-1e-5")
     assert queued.returncode == 0, queued.stderr
     sh(root, "dvc", "exp", "run", "--queue", "-n", "too-high-seed1", "-S", "lr=5.0")  # outside (0, 1]: must fail
