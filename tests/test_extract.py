@@ -14,9 +14,18 @@ import pytest
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import Extract, build
-from pipeline.footage.sources import numbered_frames
+from pipeline.footage.extraction import run_clip
+from pipeline.footage.sources import Clip, numbered_frames
 from pipeline.footage.windows import Blocks, Cap, deal_blocks, deal_clips, segments_for, targets, whole_clip
-from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
+from tests.helpers import (
+    assert_user_error,
+    make_clip,
+    moving_texture,
+    packet_positions,
+    run_module,
+    tree_digest,
+    write_params,
+)
 
 
 def extract_cfg(params_dict: dict, **changes) -> Extract:
@@ -285,6 +294,14 @@ def empty_video(clips: Path) -> str:
     return "empty.mov: empty file (0 bytes)", "empty.mov"
 
 
+def truncated_video(clips: Path) -> str:
+    make_clip(clips / "whole.mp4", moving_texture(30), codec="libx264", options={"movflags": "faststart"})
+    data = (clips / "whole.mp4").read_bytes()
+    (clips / "half.mp4").write_bytes(data[:packet_positions(clips / "whole.mp4")[15]])
+    (clips / "whole.mp4").unlink()
+    return "half.mp4: truncated or damaged: decoded 15 of 30 frames", "half.mp4"
+
+
 def short_clip(clips: Path) -> str:
     make_clip(clips / "short.avi", moving_texture(2))
     return "short.avi: 2 frames, a triplet with gap 1 needs at least 3", "short.avi"
@@ -308,8 +325,8 @@ def vimeo_missing_file(clips: Path) -> str:
     return "tri_trainlist.txt:1: 00001/0001: ", "vimeo/00001/0001"
 
 
-BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, short_clip, mixed_sizes, numbering_gap,
-              vimeo_missing_file]
+BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, truncated_video, short_clip, mixed_sizes,
+              numbering_gap, vimeo_missing_file]
 
 
 @pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
@@ -338,6 +355,19 @@ def test_skip_unreadable_skips_and_reports_the_bad_input(tmp_path, params_dict, 
     manifest = manifest_of(tmp_path)
     assert "good.avi" in set(manifest.query("status == 'kept'")["clip"]) and name not in set(manifest["clip"])
     assert not (tmp_path / "data/triplets/frames" / name).exists()
+
+
+def test_a_truncated_video_stops_extract_or_is_a_reported_skip(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    message, name = truncated_video(tmp_path / "clips")
+    clip, out = Clip(name, tmp_path / "clips" / name), tmp_path / "out"
+    with pytest.raises(UserError) as caught:
+        run_clip(clip, None, extract_cfg(params_dict), 1, 0, out)
+    assert str(caught.value) == (f"{clip.path}: {message.split(': ', 1)[1]} (they end at 0.68 s, "
+                                 "the container declares 1.20 s)")
+    skipped = run_clip(clip, None, extract_cfg(params_dict, skip_unreadable=True), 1, 0, out)
+    assert skipped == {"rows": [], "clips": [], "skipped": [{"file": str(clip.path), "problem": str(caught.value)}]}
+    assert not (out / "frames" / name).exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its permissions")
