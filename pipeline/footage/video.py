@@ -216,11 +216,6 @@ def iter_video_bgr(path: Path) -> Iterator[np.ndarray]:
         yield frame.image
 
 
-def video_frame_count(path: Path) -> int:
-    """The container's frame count, or a count by demuxing when the container does not say."""
-    return probe(path).frames
-
-
 def read_bgr(path: Path) -> np.ndarray:
     check_file(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
