@@ -224,6 +224,9 @@ def odd_files(work):
             container.mux(packet)
     (work / "foreign.onnx").write_bytes(b"\x08\x07")
     (work / "a_file").write_text("x")
+    make_clip(work / "whole.mp4", moving_texture(40, height=48, width=64), codec="libx264",
+              options={"movflags": "faststart"})
+    (work / "half.mp4").write_bytes((work / "whole.mp4").read_bytes()[:packet_positions(work / "whole.mp4")[20]])
     return work
 
 
@@ -246,6 +249,7 @@ def odd_files(work):
     (["img.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "img.mp4: not a video: it is a PNG image"),
     (["sound.m4a", "x.mp4", "--checkpoint", "4.18.pkl"],
      "sound.m4a: the container has no video stream (it holds audio)"),
+    (["half.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "half.mp4: truncated or damaged: decoded 20 of 40 frames"),
 ])
 def test_bad_requests_stop_with_one_line_and_write_nothing(odd_files, args, fragment):
     work = odd_files
