@@ -55,6 +55,7 @@ class Clip:
         return "images" if self.frames else "video"
 
     def timing(self) -> Timing:
+        """The frame count and the frame periods per stamp unit (a video's rate times its time base)."""
         if self.frames:
             return Timing(len(self.frames), Fraction(1))
         info = probe(self.path)

@@ -1,11 +1,11 @@
 """Reading frames: streaming video decoding through FFmpeg (PyAV), images, and the thumbnails frames are compared on.
 
-Every stage reads footage through :func:`decode` (extract through :func:`iter_video_bgr`, interpolate directly),
+Every stage reads footage through :func:`decode` (extract through ``Clip.iter_frames``, interpolate directly),
 so a clip reads the same everywhere: phone video with a rotation in its display matrix comes out upright,
 10-bit video is converted to 8 bits (through 16-bit RGB, rounded; not clipped), and each frame keeps its timestamp
 (variable frame rate footage keeps its timing). Stamps come out in display order even where a muxer wrote them in
-decode order, and a file that ends before the time its container declares (truncated or damaged) is an error,
-never a silently shorter clip. Frames are uint8 HxWx3; OpenCV's BGR order is kept inside the extract stage (it
+decode order, and a truncated or damaged file is an error, never a silently shorter clip
+(:mod:`pipeline.footage.integrity`). Frames are uint8 HxWx3; OpenCV's BGR order is kept inside the extract stage (it
 never needs RGB); ``read_image`` gives RGB to everything downstream.
 """
 
