@@ -184,8 +184,6 @@ def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int,
             if frame.image.shape != previous.image.shape:
                 raise UserError(f"{source}: the frame size changes inside the video")
             sink.write(previous.image, previous.pts * multi)
-            if frame.pts <= previous.pts:
-                raise UserError(f"{source}: timestamps do not increase ({previous.pts} then {frame.pts})")
             times = in_between_times(previous.pts, frame.pts, multi)
             if change_score(previous_thumb, thumb) > threshold:
                 cuts += 1

@@ -95,16 +95,18 @@ def write_params(workdir: Path, params: dict) -> None:
 
 def make_clip(path: Path, frames: list[np.ndarray], fps: float | Fraction = 25.0, codec: str = "ffv1",
               pix_fmt: str | None = None, pts: list[int] | None = None, time_base: Fraction | None = None,
-              rotation: int = 0, audio_seconds: float = 0.0, colour: Colour | None = None) -> None:
+              rotation: int = 0, audio_seconds: float = 0.0, colour: Colour | None = None,
+              options: dict[str, str] | None = None) -> None:
     """A video of RGB ``frames`` written with PyAV: lossless FFV1 by default (any container FFmpeg knows).
 
     ``pts`` (in ``time_base``) gives each frame its own time (variable frame rate); ``rotation`` puts a display
     matrix on the stream (degrees counter-clockwise); ``audio_seconds`` adds an AAC tone of that length;
-    ``colour`` (a YUV ``pix_fmt``): the tags the stream states, and the matrix and range its frames are made with."""
+    ``colour`` (a YUV ``pix_fmt``): the tags the stream states, and the matrix and range its frames are made with;
+    ``options`` go to the muxer (e.g. ``{"movflags": "faststart"}``: an MP4 with its index first)."""
     rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
     time_base = time_base or 1 / rate
     height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or ("bgr0" if codec == "ffv1" else "yuv420p")
@@ -127,6 +129,24 @@ def make_clip(path: Path, frames: list[np.ndarray], fps: float | Fraction = 25.0
         if sound is not None:
             for packet in tone_packets(sound, audio_seconds):
                 container.mux(packet)
+
+
+def packet_positions(path: Path) -> list[int]:
+    """Where each video packet of ``path`` starts in the file, in decode order."""
+    with av.open(str(path)) as container:
+        return [packet.pos for packet in container.demux(video=0) if packet.size]
+
+
+def decode_order_stamps(source: Path, dest: Path, period: int) -> None:
+    """``source``'s video packets remuxed into ``dest`` with each one stamped by its place in decode order
+    (pts = dts = n * ``period``, in ``source``'s time base), as some cameras write them: a decoder shows the
+    pictures of a stream with B-frames in order, but their stamps come out shuffled."""
+    with av.open(str(source)) as src, av.open(str(dest), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for n, packet in enumerate(p for p in src.demux(video=0) if p.size):
+            packet.stream = stream
+            packet.pts = packet.dts = n * period
+            out.mux(packet)
 
 
 def tone_packets(stream, seconds: float) -> list:

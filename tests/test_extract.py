@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -14,9 +15,28 @@ import pytest
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import Extract, build
-from pipeline.footage.sources import numbered_frames
-from pipeline.footage.windows import Blocks, Cap, deal_blocks, deal_clips, segments_for, targets, whole_clip
-from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tree_digest, write_params
+from pipeline.footage.extraction import extract_clip, run_clip
+from pipeline.footage.sources import Clip, numbered_frames
+from pipeline.footage.windows import (
+    Blocks,
+    Cap,
+    deal_blocks,
+    deal_clips,
+    segments_for,
+    targets,
+    timing_error,
+    whole_clip,
+)
+from tests.helpers import (
+    assert_user_error,
+    decode_order_stamps,
+    make_clip,
+    moving_texture,
+    packet_positions,
+    run_module,
+    tree_digest,
+    write_params,
+)
 
 
 def extract_cfg(params_dict: dict, **changes) -> Extract:
@@ -205,6 +225,65 @@ def test_image_folders_and_vimeo_and_video_in_one_source(tmp_path, params_dict):
     assert (groups == 1).all() and "val" in set(vimeo.split)  # val holds whole groups of the train list
 
 
+def test_timing_error_reads_stamps_in_frame_periods(params_dict):
+    middle = extract_cfg(params_dict, timesteps="middle")
+    assert timing_error([0, 1, 2], Fraction(1), middle, 1) == 0
+    assert timing_error([0, 6, 13], Fraction(1), middle, 1) == pytest.approx(0.5 - 6 / 13)  # 6 and 7 periods: 0.46
+    assert timing_error([0, 5, 10], Fraction(1), middle, 1) == 0  # far apart, but the middle frame is at t = 0.5
+    # 120 fps in Matroska's milliseconds: stamps rounded to 8 or 9 ms apart are whole periods
+    assert timing_error([0, 8, 17], Fraction(120, 1000), middle, 1) == 0
+    assert timing_error([0, 1, 1], Fraction(1), middle, 1) == 0.5
+    every = extract_cfg(params_dict, timesteps="all")
+    assert timing_error([0, 1, 2, 4, 5], Fraction(1), every, 2) == pytest.approx(0.1)  # 1/5, 2/5, 4/5 for 1/4, 2/4, 3/4
+
+
+def clip_rows(tmp_path: Path, params_dict: dict, name: str, **changes) -> tuple[pd.DataFrame, dict]:
+    """``extract_clip`` on ``name`` with the whole clip in train: the manifest rows by I0 and the clip's summary."""
+    cfg = extract_cfg(params_dict, max_per_clip=0, **changes)
+    result = extract_clip(Clip(name, tmp_path / name), "train", cfg, tmp_path / "out")
+    return pd.DataFrame(result["rows"]).set_index("frame0"), result["clips"][0]
+
+
+def test_frames_far_apart_in_time_are_not_used_as_neighbours(tmp_path, params_dict):
+    pts = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 15, 16, 17, 18, 19, 21, 23, 25]  # in 1/15 s, as an AVI stores
+    make_clip(tmp_path / "dropped.avi", moving_texture(len(pts), height=48, width=64), fps=15, pts=pts,
+              time_base=Fraction(1, 15))
+    rows, summary = clip_rows(tmp_path, params_dict, "dropped.avi")
+    uneven = [8, 9, 10, 11, 16]  # I0, It, I1 at 8 9 11, 9 11 12, 11 12 14, 12 14 15 and 18 19 21 fifteenths
+    assert list(rows.index[rows.status == "uneven_timing"]) == uneven
+    assert (rows.drop(uneven).status == "kept").all()  # 0 1 2, ..., and 19 21 23, 21 23 25: t = 0.5
+    assert (rows.timestep == 0.5).all()
+    assert summary["dropped"] == {"uneven_timing": 5}
+    stored = sorted(int(p.stem) for p in (tmp_path / "out/frames/dropped.avi").glob("*.png"))
+    assert 10 not in stored  # picture 10 (at 11/15 s) is in no kept triplet
+
+
+def test_the_tolerance_decides_how_uneven_a_triplet_may_be(tmp_path, params_dict):
+    pts = [0, 30, 62, 92, 122]  # in 1/900 s at 30 fps: the third frame 2/900 s late
+    make_clip(tmp_path / "phone.mp4", moving_texture(5, height=48, width=64), codec="libx264", fps=30, pts=pts,
+              time_base=Fraction(1, 900))
+    rows, summary = clip_rows(tmp_path, params_dict, "phone.mp4")  # t = 30/62, 32/62, 30/60: off by 0.016 at most
+    assert list(rows.status) == ["kept"] * 3 and summary["dropped"] == {}
+    rows, summary = clip_rows(tmp_path, params_dict, "phone.mp4", timestep_tolerance=0.01)
+    assert list(rows.status) == ["uneven_timing", "uneven_timing", "kept"]
+    assert summary["dropped"] == {"uneven_timing": 2}
+
+
+def test_matroska_milliseconds_of_120_fps_are_even(tmp_path, params_dict):
+    pts = [round(k * 1000 / 120) for k in range(12)]  # 0, 8, 17, 25, 33, ... ms
+    make_clip(tmp_path / "slowmo.mkv", moving_texture(12, height=48, width=64), fps=120, pts=pts,
+              time_base=Fraction(1, 1000))
+    rows, summary = clip_rows(tmp_path, params_dict, "slowmo.mkv", gap=[1, 2], timesteps="all")
+    assert set(rows.status) == {"kept"} and summary["dropped"] == {}
+
+
+def test_b_frames_stamped_in_decode_order_are_evenly_spaced_triplets(tmp_path, params_dict):
+    make_clip(tmp_path / "whole.mp4", moving_texture(20, height=48, width=64), codec="libx264")
+    decode_order_stamps(tmp_path / "whole.mp4", tmp_path / "camera.mp4", period=512)
+    rows, _ = clip_rows(tmp_path, params_dict, "camera.mp4")
+    assert len(rows) == 18 and set(rows.status) == {"kept"}
+
+
 def test_all_timesteps_store_each_frame_once(tmp_path, params_dict):
     (tmp_path / "clips").mkdir()
     make_clip(tmp_path / "clips/a.avi", moving_texture(40, speed=2))
@@ -285,6 +364,14 @@ def empty_video(clips: Path) -> str:
     return "empty.mov: empty file (0 bytes)", "empty.mov"
 
 
+def truncated_video(clips: Path) -> str:
+    make_clip(clips / "whole.mp4", moving_texture(30), codec="libx264", options={"movflags": "faststart"})
+    data = (clips / "whole.mp4").read_bytes()
+    (clips / "half.mp4").write_bytes(data[:packet_positions(clips / "whole.mp4")[15]])
+    (clips / "whole.mp4").unlink()
+    return "half.mp4: truncated or damaged: decoded 15 of 30 frames", "half.mp4"
+
+
 def short_clip(clips: Path) -> str:
     make_clip(clips / "short.avi", moving_texture(2))
     return "short.avi: 2 frames, a triplet with gap 1 needs at least 3", "short.avi"
@@ -308,8 +395,8 @@ def vimeo_missing_file(clips: Path) -> str:
     return "tri_trainlist.txt:1: 00001/0001: ", "vimeo/00001/0001"
 
 
-BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, short_clip, mixed_sizes, numbering_gap,
-              vimeo_missing_file]
+BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, truncated_video, short_clip, mixed_sizes,
+              numbering_gap, vimeo_missing_file]
 
 
 @pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
@@ -338,6 +425,19 @@ def test_skip_unreadable_skips_and_reports_the_bad_input(tmp_path, params_dict, 
     manifest = manifest_of(tmp_path)
     assert "good.avi" in set(manifest.query("status == 'kept'")["clip"]) and name not in set(manifest["clip"])
     assert not (tmp_path / "data/triplets/frames" / name).exists()
+
+
+def test_a_truncated_video_stops_extract_or_is_a_reported_skip(tmp_path, params_dict):
+    (tmp_path / "clips").mkdir()
+    message, name = truncated_video(tmp_path / "clips")
+    clip, out = Clip(name, tmp_path / "clips" / name), tmp_path / "out"
+    with pytest.raises(UserError) as caught:
+        run_clip(clip, None, extract_cfg(params_dict), 1, 0, out)
+    assert str(caught.value) == (f"{clip.path}: {message.split(': ', 1)[1]} (they end at 0.68 s, "
+                                 "the container declares 1.20 s)")
+    skipped = run_clip(clip, None, extract_cfg(params_dict, skip_unreadable=True), 1, 0, out)
+    assert skipped == {"rows": [], "clips": [], "skipped": [{"file": str(clip.path), "problem": str(caught.value)}]}
+    assert not (out / "frames" / name).exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its permissions")

@@ -10,12 +10,23 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from pipeline.core.errors import UserError
 from pipeline.footage.encoder import CODECS, MASTER, VideoWriter
 from pipeline.footage.video import decode, probe
+from pipeline.interpolate import interpolate_video
 from pipeline.models import create_model, expected_shapes, save_checkpoint
 from tests.golden import seeded_state
-from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, tone_packets
+from tests.helpers import (
+    assert_user_error,
+    decode_order_stamps,
+    make_clip,
+    moving_texture,
+    packet_positions,
+    run_module,
+    tone_packets,
+)
 
 FRAMES = 5
 CUT = ("--cut-threshold", "0.1")  # extract.cut_threshold's default; the test folder has no params.yaml
@@ -137,6 +148,51 @@ def test_rotated_phone_video_comes_out_upright(tmp_path, work):
     assert upright < 6 < 3 * upright < other_way  # turned 90 degrees counter-clockwise, as stated (x264 is lossy)
 
 
+class Average:
+    """A stand-in network (the mean of the two frames): enough to see what interpolate does with the timing."""
+
+    arch, supports_timestep = "average", True
+
+    def in_between(self, img0, img1, count, scale=1.0):
+        return [(img0 + img1) / 2] * count
+
+
+class Recorder:
+    """A sink that keeps what interpolate writes."""
+
+    def __init__(self) -> None:
+        self.count, self.frames = 0, []
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        self.frames.append((rgb, pts))
+        self.count += 1
+
+
+def run_average(source: Path) -> Recorder:
+    sink = Recorder()
+    interpolate_video(Average(), source, sink, 2, 1.0, 1.0, torch.device("cpu"), probe(source).frames)
+    return sink
+
+
+def test_a_truncated_input_stops_interpolate(tmp_path):
+    make_clip(tmp_path / "whole.mp4", moving_texture(30, height=48, width=64), codec="libx264",
+              options={"movflags": "faststart"})
+    half = tmp_path / "half.mp4"
+    half.write_bytes((tmp_path / "whole.mp4").read_bytes()[:packet_positions(tmp_path / "whole.mp4")[15]])
+    with pytest.raises(UserError, match=r"half\.mp4: truncated or damaged: decoded 15 of 30 frames"):
+        run_average(half)
+
+
+def test_b_frames_stamped_in_decode_order_are_interpolated_in_display_order(tmp_path):
+    make_clip(tmp_path / "whole.mp4", moving_texture(12, height=48, width=64), codec="libx264")
+    decode_order_stamps(tmp_path / "whole.mp4", tmp_path / "camera.mp4", period=512)
+    written = run_average(tmp_path / "camera.mp4").frames
+    period = 2 / (25 * probe(tmp_path / "camera.mp4").time_base)  # at twice the rate, in the output's time base
+    assert [pts for _, pts in written] == [round(n * period / 2) for n in range(23)]
+    originals = [frame.image for frame in decode(tmp_path / "whole.mp4")]
+    assert all(np.array_equal(rgb, original) for (rgb, _), original in zip(written[::2], originals, strict=True))
+
+
 def test_ffv1_decodes_to_exactly_the_frames_encoded(tmp_path):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(3)]
@@ -168,6 +224,9 @@ def odd_files(work):
             container.mux(packet)
     (work / "foreign.onnx").write_bytes(b"\x08\x07")
     (work / "a_file").write_text("x")
+    make_clip(work / "whole.mp4", moving_texture(40, height=48, width=64), codec="libx264",
+              options={"movflags": "faststart"})
+    (work / "half.mp4").write_bytes((work / "whole.mp4").read_bytes()[:packet_positions(work / "whole.mp4")[20]])
     return work
 
 
@@ -192,6 +251,7 @@ def odd_files(work):
      "sound.m4a: the container has no video stream (it holds audio)"),
     (["clip.avi", "x.mkv", "--checkpoint", "4.18.pkl", "--codec", "ffv1", "--quality", "delivery"],
      "--quality delivery: ffv1 has no delivery setting"),
+    (["half.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "half.mp4: truncated or damaged: decoded 20 of 40 frames"),
 ])
 def test_bad_requests_stop_with_one_line_and_write_nothing(odd_files, args, fragment):
     work = odd_files

@@ -50,6 +50,8 @@ def test_learning_rate_in_any_yaml_form_is_the_same_float(tmp_path, params_dict,
     ("extract", "gap", [], r"extract\.gap = \[\]: expected a non-empty list"),
     ("extract", "gap", [2, 2], r"extract\.gap = \[2, 2\]: entries must not repeat"),
     ("extract", "split_by", "shots", r"extract\.split_by = 'shots': expected one of: time, clip, blocks"),
+    ("extract", "timestep_tolerance", 0.6, r"extract\.timestep_tolerance = 0\.6: expected a number >= 0 and <= 0\.5"),
+    ("extract", "timestep_tolerance", -0.01, r"extract\.timestep_tolerance = -0\.01: expected a number >= 0"),
     ("augment", "crop", 32, r"augment\.crop = 32: expected an integer >= 64"),
     ("augment", "downscale_min", 0, r"augment\.downscale_min = 0: expected a number > 0 and <= 1"),
 ])

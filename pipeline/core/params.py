@@ -63,6 +63,9 @@ class Extract:
     cut_threshold: float = field(metadata=bounds(0.0, 1.0, lo_open=True))
     static_threshold: float = field(metadata=bounds(0.0, 1.0, hi_open=True))
     duplicate_threshold: float = field(metadata=bounds(0.0, 1.0, hi_open=True))
+    # how far a target's true timestep (from the frames' timestamps) may be from its nominal one; beyond it the
+    # triplet is dropped as uneven_timing (variable frame rate footage, frames left out)
+    timestep_tolerance: float = field(metadata=bounds(0.0, 0.5))
     skip_unreadable: bool  # skip (and report) bad files instead of stopping
     split_seed: int = field(metadata=bounds(0))  # the deal of blocks (or clips) to the splits
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections import deque
+from collections import Counter, deque
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,17 @@ from pipeline.core.paths import KEPT, SPLITS
 from pipeline.footage.frame_store import FrameStore
 from pipeline.footage.sources import Clip, VimeoEntry
 from pipeline.footage.video import mean_abs_diff, read_bgr, thumbnail
-from pipeline.footage.windows import OVER_CAP, Blocks, Cap, Segments, clip_splits, drop_reason, targets
+from pipeline.footage.windows import (
+    OVER_CAP,
+    UNEVEN_TIMING,
+    Blocks,
+    Cap,
+    Segments,
+    clip_splits,
+    drop_reason,
+    targets,
+    timing_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +43,23 @@ def window_scores(first: np.ndarray, last: np.ndarray, adjacent: list[float]) ->
 
 class ClipWindows:
     """The windows of one clip as its frames arrive: each frame is pushed once, and every window that ends on it
-    (one per gap) comes back as manifest rows; the frames of kept windows go to ``store``."""
+    (one per gap) comes back as manifest rows; the frames of kept windows go to ``store``. ``unit``: frame periods
+    per unit of the frames' stamps; ``worst_timing``: the largest timing error of a window dropped for it."""
 
-    def __init__(self, clip: str, segments: Segments | Blocks, frames: int, cfg: Extract, store: FrameStore) -> None:
-        self.clip, self.segments, self.cfg, self.store = clip, segments, cfg, store
+    def __init__(self, clip: str, segments: Segments | Blocks, frames: int, unit: Fraction, cfg: Extract,
+                 store: FrameStore) -> None:
+        self.clip, self.segments, self.unit, self.cfg, self.store = clip, segments, unit, cfg, store
         self.caps = {gap: Cap(segments, frames, cfg, gap) for gap in cfg.gap}
         span = 2 * max(cfg.gap)
-        self.window: deque[tuple[np.ndarray, np.ndarray, Path | None]] = deque(maxlen=span + 1)
+        self.window: deque[tuple[np.ndarray, np.ndarray, Path | None, int]] = deque(maxlen=span + 1)
         self.adjacent: deque[float] = deque(maxlen=span)
+        self.worst_timing = 0.0
 
-    def push(self, index: int, frame: np.ndarray, source: Path | None) -> list[dict]:
+    def push(self, index: int, frame: np.ndarray, source: Path | None, stamp: int) -> list[dict]:
         thumb = thumbnail(frame)
         if self.window:
             self.adjacent.append(mean_abs_diff(thumb, self.window[-1][1]))
-        self.window.append((frame, thumb, source))
+        self.window.append((frame, thumb, source, stamp))
         return [row for gap in self.cfg.gap for row in self.decide(index, gap)]
 
     def decide(self, index: int, gap: int) -> list[dict]:
@@ -58,7 +72,11 @@ class ClipWindows:
         frames = list(self.window)[-(span + 1):]
         split = self.segments.split_of(start, index)
         scores = window_scores(frames[0][1], frames[-1][1], list(self.adjacent)[-span:])
-        status = drop_reason(split, scores["motion"], scores["cut_score"], scores["duplicate_score"], self.cfg)
+        timing = timing_error([f[3] for f in frames], self.unit, self.cfg, gap)
+        status = drop_reason(split, scores["motion"], scores["cut_score"], scores["duplicate_score"], self.cfg,
+                             timing)
+        if status == UNEVEN_TIMING:
+            self.worst_timing = max(self.worst_timing, timing)
         if status == KEPT and not self.caps[gap].admit(split, start):
             status = OVER_CAP
         rows = []
@@ -74,19 +92,21 @@ class ClipWindows:
 def extract_clip(clip: Clip, split: str | None, cfg: Extract, out: Path, writers: int = 1, seed: int = 0) -> dict:
     """Decode ``clip`` once and keep its clean windows of every gap; ``split`` fixes the whole clip's split
     (by-clip); ``writers`` threads encode the stored frames; ``seed`` deals the blocks of ``split_by: blocks``."""
-    expected = clip.frame_count()
+    timing = clip.timing()
+    expected = timing.frames
     store = FrameStore(out / "frames" / clip.name, writers)
-    windows = ClipWindows(clip.name, clip_splits(clip.name, split, expected, cfg, seed), expected, cfg, store)
+    windows = ClipWindows(clip.name, clip_splits(clip.name, split, expected, cfg, seed), expected, timing.unit, cfg,
+                          store)
     rows: list[dict] = []
     index, size = -1, None
     try:
-        for index, (frame, source) in enumerate(clip.iter_frames()):
+        for index, (frame, source, stamp) in enumerate(clip.iter_frames()):
             if size is None:
                 size = frame.shape[:2]
             elif frame.shape[:2] != size:
                 raise UserError(f"{source or clip.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
                                 f"earlier frames {size[1]}x{size[0]}")
-            rows += windows.push(index, frame, source)
+            rows += windows.push(index, frame, source, stamp)
     finally:
         store.close()
     if index + 1 < 2 * min(cfg.gap) + 1:
@@ -96,10 +116,16 @@ def extract_clip(clip: Clip, split: str | None, cfg: Extract, out: Path, writers
     for row in rows:
         row.update(height=size[0], width=size[1], path0=f"{prefix}{row['frame0']:06d}.png",
                    path_t=f"{prefix}{row['frame_t']:06d}.png", path1=f"{prefix}{row['frame1']:06d}.png")
+    dropped = Counter(row["status"] for row in rows if row["status"] != KEPT)
     summary = {"clip": clip.name, "kind": clip.kind, "frames": index + 1, "size": f"{size[1]}x{size[0]}",
-               "kept": {s: sum(r["split"] == s and r["status"] == KEPT for r in rows) for s in SPLITS}}
+               "kept": {s: sum(r["split"] == s and r["status"] == KEPT for r in rows) for s in SPLITS},
+               "dropped": dict(sorted(dropped.items()))}
     if clip.kind == "video" and abs(expected - (index + 1)) > 1:
         log.warning("%s: the container says %d frames, %d were decoded", clip.path, expected, index + 1)
+    if dropped[UNEVEN_TIMING]:
+        log.warning("%s: %d triplet(s) dropped as %s: their frames are not evenly spaced in time (a target up to "
+                    "%.3f off its timestep, more than extract.timestep_tolerance = %g)", clip.path,
+                    dropped[UNEVEN_TIMING], UNEVEN_TIMING, windows.worst_timing, cfg.timestep_tolerance)
     return {"rows": rows, "clips": [summary], "skipped": []}
 
 

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
@@ -20,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from pipeline.core.errors import UserError
-from pipeline.footage.video import iter_video_bgr, read_bgr, video_frame_count
+from pipeline.footage.video import decode, probe, read_bgr
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -29,6 +30,16 @@ VIMEO_FRAMES = ("im1.png", "im2.png", "im3.png")
 NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)(?P<suffix>\D*)$")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How a clip's frames are counted and timed: ``frames``, exact for image folders and the container's count
+    for videos (decoding may find a few more or fewer); ``unit``, frame periods per unit of the stamps
+    :meth:`Clip.iter_frames` gives (1 for image folders: numbered frames are evenly spaced)."""
+
+    frames: int
+    unit: Fraction
 
 
 @dataclass(frozen=True)
@@ -43,18 +54,22 @@ class Clip:
     def kind(self) -> str:
         return "images" if self.frames else "video"
 
-    def frame_count(self) -> int:
-        """Exact for image folders; the container's count for videos (decoding may find a few more or fewer)."""
-        return len(self.frames) if self.frames else video_frame_count(self.path)
-
-    def iter_frames(self) -> Iterator[tuple[np.ndarray, Path | None]]:
-        """Each frame as BGR uint8 (OpenCV's order), with the image file it came from (None for video)."""
+    def timing(self) -> Timing:
+        """The frame count and the frame periods per stamp unit (a video's rate times its time base)."""
         if self.frames:
-            for path in self.frames:
-                yield read_bgr(path), path
+            return Timing(len(self.frames), Fraction(1))
+        info = probe(self.path)
+        return Timing(info.frames, info.rate * info.time_base)
+
+    def iter_frames(self) -> Iterator[tuple[np.ndarray, Path | None, int]]:
+        """Each frame as BGR uint8 (OpenCV's order), with the image file it came from (None for video) and its
+        stamp (a video's timestamp; an image's place in the folder)."""
+        if self.frames:
+            for index, path in enumerate(self.frames):
+                yield read_bgr(path), path, index
         else:
-            for frame in iter_video_bgr(self.path):
-                yield frame, None
+            for frame in decode(self.path, "bgr24"):
+                yield frame.image, None, frame.pts
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,18 @@
 """Reading frames: streaming video decoding through FFmpeg (PyAV), images, and the thumbnails frames are compared on.
 
-Every stage reads footage through :func:`decode` (extract through :func:`iter_video_bgr`, interpolate directly),
+Every stage reads footage through :func:`decode` (extract through ``Clip.iter_frames``, interpolate directly),
 so a clip reads the same everywhere: phone video with a rotation in its display matrix comes out upright,
 10-bit video is converted to 8 bits (through 16-bit RGB, rounded; not clipped), and each frame keeps its timestamp
-(variable frame rate footage keeps its timing). Frames are uint8 HxWx3; OpenCV's BGR order is kept inside
-the extract stage (it never needs RGB); ``read_image`` gives RGB to everything downstream.
+(variable frame rate footage keeps its timing). Stamps come out in display order even where a muxer wrote them in
+decode order, and a truncated or damaged file is an error, never a silently shorter clip
+(:mod:`pipeline.footage.integrity`). Frames are uint8 HxWx3; OpenCV's BGR order is kept inside the extract stage (it
+never needs RGB); ``read_image`` gives RGB to everything downstream.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,6 +23,7 @@ import cv2
 import numpy as np
 
 from pipeline.core.errors import UserError
+from pipeline.footage.integrity import Tally, declared, ffmpeg_errors, in_display_order, reports_of
 
 THUMB_SIDE = 160  # longer side of the thumbnails that motion, cut and duplicate scores are computed on
 # Lossless PNG, tuned for speed: zlib level 1 with the "up" filter encodes 1.7x faster than OpenCV's adaptive
@@ -43,6 +47,10 @@ class Colour:
     primaries: int = UNSPECIFIED
     transfer: int = UNSPECIFIED
     range: int = RANGE_UNSPECIFIED
+# Containers recognised from their first bytes when FFmpeg cannot open them: a video cut short or damaged.
+VIDEO_SIGNATURES = ((re.compile(rb"^.{4}(ftyp|moov|mdat|free|wide)", re.DOTALL), "an MP4/QuickTime video"),
+                    (re.compile(rb"^\x1a\x45\xdf\xa3"), "a Matroska/WebM video"),
+                    (re.compile(rb"^RIFF.{4}AVI", re.DOTALL), "an AVI video"))
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,9 @@ def what_it_is(path: Path) -> str:
     """A few words on what a file that is no video holds, from its first bytes."""
     with open(path, "rb") as handle:
         head = handle.read(4096)
+    for pattern, name in VIDEO_SIGNATURES:
+        if pattern.match(head):
+            return name
     for magic, name in SIGNATURES:
         if head.startswith(magic):
             return name
@@ -98,9 +109,12 @@ def open_video(path: Path) -> av.container.InputContainer:
     """``path`` opened for decoding; one line naming what the file really is when it is not a video."""
     check_file(path)
     try:
-        container = av.open(str(path), "r")
+        container = av.open(str(path), "r", metadata_errors="replace")  # a damaged tag is no reason to refuse
     except av.FFmpegError:
-        raise UserError(f"{path}: not a video: it is {what_it_is(path)}") from None
+        kind = what_it_is(path)
+        if kind.endswith(" video"):
+            raise UserError(f"{path}: truncated or damaged: {kind} FFmpeg cannot open") from None
+        raise UserError(f"{path}: not a video: it is {kind}") from None
     demuxer = container.format.name
     if demuxer in IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
         container.close()
@@ -137,6 +151,8 @@ def probe(path: Path) -> VideoInfo:
                          time_base=Fraction(stream.time_base), frames=frames, rotation=rotation,
                          pix_fmt=stream.codec_context.pix_fmt or "unknown", has_audio=bool(container.streams.audio),
                          colour=colour)
+    except av.FFmpegError as err:
+        raise UserError(f"{path}: truncated or damaged: FFmpeg cannot read it ({err.strerror or err})") from None
     finally:
         container.close()
 
@@ -161,34 +177,46 @@ def _quarter_turns(rotation: float | None) -> int:
     return round((rotation or 0) / 90) % 4
 
 
+def _pictures(container: av.container.InputContainer, streams: list, passthrough: Callable | None,
+              tally: Tally) -> Iterator[tuple[av.VideoFrame, int]]:
+    """Every decoded picture with its stamp (from the frame rate where it has none), counting the coded pictures
+    read in ``tally``; audio packets go to ``passthrough`` as they are read."""
+    count = 0
+    for packet in container.demux(*streams):
+        if packet.stream.type != "video":
+            if packet.dts is not None:
+                passthrough(packet)
+            continue
+        tally.packets += bool(packet.size and not packet.is_discard)
+        for frame in packet.decode():
+            yield frame, frame.pts if frame.pts is not None else round(count * tally.ticks)
+            count += 1
+
+
 def decode(path: Path, fmt: str = "rgb24",
            passthrough: Callable[[av.Packet], None] | None = None) -> Iterator[Frame]:
-    """Decode ``path`` one frame at a time (``fmt``: ``rgb24`` or ``bgr24``), upright, with timestamps;
-    memory does not grow with the clip's length. Every audio packet goes to ``passthrough`` (if given) as it
-    is read. A frame without a timestamp gets one from the frame rate."""
-    container = open_video(path)
-    count = 0
-    try:
-        video = container.streams.video[0]
-        video.thread_type = "AUTO"
-        ticks = 1 / (_rate(video) * Fraction(video.time_base))  # time base units per frame
-        streams = [video, *container.streams.audio] if passthrough else [video]
+    """Decode ``path`` one frame at a time (``fmt``: ``rgb24`` or ``bgr24``), upright, with timestamps in
+    display order; memory does not grow with the clip's length. Every audio packet goes to ``passthrough`` (if
+    given) as it is read. A frame without a timestamp gets one from the frame rate. A truncated or damaged file
+    (see :mod:`pipeline.footage.integrity`) raises :class:`UserError` after the frames that did decode."""
+    with ffmpeg_errors() as logs:
+        container = open_video(path)
         try:
-            for packet in container.demux(*streams):
-                if packet.stream.type != "video":
-                    if packet.dts is not None:
-                        passthrough(packet)
-                    continue
-                for frame in packet.decode():
-                    pts = frame.pts if frame.pts is not None else round(count * ticks)
-                    count += 1
+            video = container.streams.video[0]
+            video.thread_type = "AUTO"
+            ticks = 1 / (_rate(video) * Fraction(video.time_base))  # time base units per frame
+            tally = Tally(path, declared(container, video, ticks), ticks, Fraction(video.time_base))
+            streams = [video, *container.streams.audio] if passthrough else [video]
+            try:
+                for frame, pts in in_display_order(_pictures(container, streams, passthrough, tally),
+                                                   video.codec_context):
+                    tally.picture(pts, frame.duration or round(ticks))
                     yield Frame(_upright(_pixels(frame, fmt), frame.rotation), pts)
-        except av.FFmpegError as err:
-            raise UserError(f"{path}: the video cannot be decoded ({err.strerror or err})") from None
-    finally:
-        container.close()
-    if count == 0:
-        raise UserError(f"{path}: no frame could be decoded (empty or corrupt video)")
+            except av.FFmpegError as err:
+                raise UserError(tally.problem(f"FFmpeg: {err.strerror or err}")) from None
+            tally.finish(reports_of(logs, container.format.name))
+        finally:
+            container.close()
 
 
 def _pixels(frame: av.VideoFrame, fmt: str) -> np.ndarray:
@@ -210,11 +238,6 @@ def iter_video_bgr(path: Path) -> Iterator[np.ndarray]:
     """Decode ``path`` as BGR frames (OpenCV's order), one at a time; see :func:`decode`."""
     for frame in decode(path, "bgr24"):
         yield frame.image
-
-
-def video_frame_count(path: Path) -> int:
-    """The container's frame count, or a count by demuxing when the container does not say."""
-    return probe(path).frames
 
 
 def read_bgr(path: Path) -> np.ndarray:

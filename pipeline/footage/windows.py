@@ -2,11 +2,14 @@
 
 A window is a pair (I0, I1) with I1 ``2 * gap`` frames after I0 (``extract.gap`` may list several gaps);
 its targets are the middle frame (t = 0.5) or, with ``timesteps: all``, every frame between them
-(t = k / (2 gap)). Splits never leak: with ``split_by: time`` each clip is cut into train / val / test
-segments with ``guard_frames`` between them and a window belongs to the segment holding all its frames; with
-``split_by: blocks`` each clip is cut into blocks of ``block_frames`` (the last ``guard_frames`` of each
-unused), dealt to the splits by a seeded shuffle, and a window belongs to the block holding all its frames;
-with ``split_by: clip`` whole clips are dealt to the splits by a seeded shuffle.
+(t = k / (2 gap)); a window whose frames' timestamps put a target further than ``timestep_tolerance`` from
+that t (variable frame rate, frames left out) is dropped as uneven_timing.
+
+Splits never leak: with ``split_by: time`` each clip is cut into train / val / test segments with
+``guard_frames`` between them and a window belongs to the segment holding all its frames; with ``split_by:
+blocks`` each clip is cut into blocks of ``block_frames`` (the last ``guard_frames`` of each unused), dealt to
+the splits by a seeded shuffle, and a window belongs to the block holding all its frames; with ``split_by:
+clip`` whole clips are dealt to the splits by a seeded shuffle.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 OVER_CAP = "over_cap"
 MIN_BLOCKS = 3  # one block each for train, val and test
 BETWEEN_SPLITS = "between_splits"
+UNEVEN_TIMING = "uneven_timing"
 
 
 @dataclass(frozen=True)
@@ -149,10 +155,33 @@ def targets(cfg: Extract, gap: int) -> list[tuple[int, float]]:
     return [(k, k / span) for k in range(1, span)]
 
 
-def drop_reason(split: str | None, motion: float, cut: float, duplicate: float, cfg: Extract) -> str:
-    """``kept`` or why the window is dropped, the first rule that fires in this order."""
+def periods(stamp_gap: int, unit: Fraction) -> Fraction:
+    """A gap between two stamps in frame periods (``unit``: periods per stamp unit). Within one stamp unit of a
+    whole number of periods it is read as that number: stamps are rounded to their time base (Matroska's
+    millisecond stamps of 120 fps footage are 8 or 9 ms apart)."""
+    span = stamp_gap * unit
+    whole = round(span)
+    return Fraction(whole) if abs(span - whole) <= unit else span
+
+
+def timing_error(stamps: Sequence[int], unit: Fraction, cfg: Extract, gap: int) -> float:
+    """How far the true timestep of a window's targets, from the stamps of its ``2 * gap + 1`` frames, strays from
+    the nominal one (the largest |t - k / (2 gap)|; 0.5 when the stamps do not increase)."""
+    whole = periods(stamps[-1] - stamps[0], unit)
+    if whole <= 0:
+        return 0.5
+    return float(max(abs(periods(stamps[offset] - stamps[0], unit) / whole - Fraction(offset, 2 * gap))
+                     for offset, _ in targets(cfg, gap)))
+
+
+def drop_reason(split: str | None, motion: float, cut: float, duplicate: float, cfg: Extract,
+                timing: float = 0.0) -> str:
+    """``kept`` or why the window is dropped, the first rule that fires in this order; ``timing``: its
+    :func:`timing_error`."""
     if split is None:
         return BETWEEN_SPLITS
+    if timing > cfg.timestep_tolerance:
+        return UNEVEN_TIMING
     if cut > cfg.cut_threshold:
         return "scene_cut"
     if duplicate < cfg.duplicate_threshold:

@@ -110,7 +110,7 @@ def plan_segments(rows: pd.DataFrame, params: Params) -> list[Segment]:
 def interval_frames(seg: Segment) -> Iterator[tuple[np.ndarray, list[np.ndarray], np.ndarray]]:
     """(I0, the true frames between, I1) of each interval of ``seg``, as RGB, decoding the clip once."""
     window: list[np.ndarray] = []
-    for index, (bgr, _) in enumerate(seg.clip.iter_frames()):
+    for index, (bgr, *_) in enumerate(seg.clip.iter_frames()):
         if index < seg.first:
             continue
         window.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
