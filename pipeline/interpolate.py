@@ -8,7 +8,8 @@ copied unchanged. Where two neighbours belong to different shots (extract's cut 
 ``extract.cut_threshold``) nothing is interpolated: the in-between frames repeat the nearer frame.
 The network is a ``flownet.pkl`` (the fine-tuned one by default; its architecture is recognised unless
 ``--arch`` names it) or, with ``--onnx``, a file written by ``python -m pipeline.export``.
-The output is written under a temporary name and renamed when complete; the input is never overwritten.
+The output is written under a temporary name and renamed when complete; the input is never overwritten, and a
+folder is replaced only when it holds nothing but an earlier run's numbered PNGs (:mod:`pipeline.footage.outputs`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.core.atomic import atomic_dir, atomic_path, check_creatable
+from pipeline.core.atomic import atomic_dir, atomic_path
 from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED, PARAMS_FILE
 from pipeline.core.runner import user_facing
 from pipeline.footage.encoder import CODECS, CONTAINERS, DEFAULT_CODEC, Codec, VideoWriter, check_codec
+from pipeline.footage.outputs import PngSink, check_output
 from pipeline.footage.video import (
     Frame,
     VideoInfo,
@@ -39,7 +41,6 @@ from pipeline.footage.video import (
     open_video,
     probe,
     thumbnail,
-    write_bgr,
 )
 from pipeline.models import ARCHITECTURES, AUTO, from_batch, load_checkpoint, to_batch
 from pipeline.models.onnx_model import OnnxFlowNet, load_onnx
@@ -65,7 +66,9 @@ class Sink(Protocol):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.interpolate", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="video to interpolate")
-    parser.add_argument("output", type=Path, help=f"video to write ({', '.join(CONTAINERS)}), or a folder for PNGs")
+    parser.add_argument("output", type=Path, help=f"video to write ({', '.join(CONTAINERS)}), or a folder for PNGs: "
+                        "a new one, or an earlier PNG output of interpolate (a folder holding the input or any "
+                        "other file is refused)")
     parser.add_argument("--checkpoint", type=Path, default=FINETUNED, help=f"flownet.pkl (default {FINETUNED})")
     parser.add_argument("--arch", default=AUTO, choices=[AUTO, *ARCHITECTURES], help="default: recognised")
     parser.add_argument("--onnx", type=Path, help="run this file from `python -m pipeline.export` with onnxruntime "
@@ -78,32 +81,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crf", type=int, help="quality, lower is better (default per codec, see the docs)")
     parser.add_argument("--cut-threshold", type=float,
                         help="scene-cut threshold (default: extract.cut_threshold of params.yaml)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists: a video file, or a "
+                        "folder of nothing but numbered PNG frames; never the input or a folder holding other files")
     return parser.parse_args(argv)
 
 
-def check_writable(output: Path) -> None:
-    """Fail with one line unless ``output`` could be created: its nearest existing folder must be writable."""
-    check_creatable(output.parent, str(output))
-
-
-def check_paths(args: argparse.Namespace) -> Codec | None:
+def check_args(args: argparse.Namespace) -> Codec | None:
     """Everything about the paths and options that can be checked before any work; the codec for a video."""
-    if not args.input.is_file():
-        raise UserError(f"{args.input}: no such video file")
-    if args.output.resolve() == args.input.resolve():
-        raise UserError(f"{args.output}: is the input video; choose another output path")
-    if args.output.exists() and not args.overwrite:
-        raise UserError(f"{args.output}: exists; pass --overwrite to replace it")
-    if not args.output.suffix and args.output.is_file():
-        raise UserError(f"{args.output}: is a file; PNG frames go to a folder (or give a video suffix)")
+    check_output(args.input, args.output, args.overwrite)
     codec = check_codec(args.codec, args.crf, args.output) if args.output.suffix else None
     if args.multi < 2:
         raise UserError(f"--multi {args.multi}: the frame rate multiplier must be 2 or more")
     if args.cut_threshold is not None and not 0 < args.cut_threshold <= 1:
         raise UserError(f"--cut-threshold {args.cut_threshold}: must be in (0, 1]")
-    check_writable(args.output)
     return codec
+
+
+def check_frames(source: Path, count: int) -> None:
+    """Interpolation needs two frames: one line for a video of fewer (as the container states, or as decoded)."""
+    if count < 2:
+        raise UserError(f"{source}: has {count} frame{'' if count == 1 else 's'}; interpolation needs at least "
+                        "two frames")
 
 
 def cut_threshold(args: argparse.Namespace) -> float:
@@ -130,17 +128,6 @@ def load_model(args: argparse.Namespace, device: torch.device) -> Interpolator:
     log.info("%s: RIFE %s on %s, %dx frames, flow scale %g", source, model.arch,
              "onnxruntime" if args.onnx else device.type, args.multi, args.scale)
     return model
-
-
-class PngSink:
-    """Numbered lossless PNGs in a folder (timestamps are not kept: a folder of frames has none)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.count = folder, 0
-
-    def write(self, rgb: np.ndarray, pts: int) -> None:
-        write_bgr(self.folder / f"{self.count:06d}.png", np.ascontiguousarray(rgb[:, :, ::-1]))
-        self.count += 1
 
 
 def to_rgb(frame: torch.Tensor) -> np.ndarray:
@@ -175,6 +162,7 @@ def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int,
             for image, pts in zip(middles, times, strict=True):
                 sink.write(image, pts)
         previous, previous_batch, previous_thumb = frame, batch, thumb
+    check_frames(source, 0 if previous is None else 1 if not sink.count else 2)  # a container that miscounted
     sink.write(previous.image, previous.pts * multi)
     return cuts
 
@@ -207,8 +195,9 @@ def write_video(args: argparse.Namespace, codec: Codec, model: Interpolator, inf
 @user_facing
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    codec = check_paths(args)
+    codec = check_args(args)
     info = probe(args.input)
+    check_frames(args.input, info.frames)
     threshold = cut_threshold(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args, device)
