@@ -258,42 +258,53 @@ class Params:
         _check_consistency(self)
 
 
+class Inconsistent(UserError):
+    """Values that must agree with each other do not (``detail`` names the keys); the message names the file once
+    :func:`load_params` knows it."""
+
+    def __init__(self, detail: str, source: str = "params") -> None:
+        super().__init__(f"{source}: {detail}")
+        self.detail = detail
+
+
 def _check_consistency(p: Params) -> None:
     t = p.train
     if to_steps(t.warmup_steps, t.steps) > t.steps:
-        raise UserError(f"params: train.warmup_steps = {t.warmup_steps} is longer than the run "
-                        f"(train.steps = {t.steps})")
+        raise Inconsistent(f"train.warmup_steps = {t.warmup_steps} is longer than the run "
+                           f"(train.steps = {t.steps})")
     for milestone in t.schedules.step.milestones if t.schedule == "step" else ():  # only the chosen one is read
         if not 0 < to_steps(milestone, t.steps) < t.steps:
-            raise UserError(f"params: train.schedules.step.milestones has {milestone}, outside the run "
-                            f"(train.steps = {t.steps}); milestones fall between step 1 and the last step")
+            raise Inconsistent(f"train.schedules.step.milestones has {milestone}, outside the run "
+                               f"(train.schedule = step, train.steps = {t.steps}); milestones fall between step 1 "
+                               "and the last step")
     if t.schedule == "one_cycle" and t.schedules.one_cycle.pct_start * t.steps < 2:
-        raise UserError(f"params: train.schedules.one_cycle.pct_start = {t.schedules.one_cycle.pct_start:g} "
-                        f"leaves under 2 of the {t.steps} steps for the rise")
+        raise Inconsistent(f"train.schedules.one_cycle.pct_start = {t.schedules.one_cycle.pct_start:g} "
+                           f"leaves under 2 of the train.steps = {t.steps} steps for the rise (train.schedule = "
+                           "one_cycle)")
     needs_val = {"train.schedule = plateau": t.schedule == "plateau", "train.keep = best": t.keep == "best",
                  "train.early_stopping.patience > 0": t.early_stopping.patience > 0}
     for what, needed in needs_val.items():
         if needed and t.val_every >= t.steps:
-            raise UserError(f"params: {what} needs validations during the run, but train.val_every = "
-                            f"{t.val_every} is not below train.steps = {t.steps}")
+            raise Inconsistent(f"{what} needs validations during the run, but train.val_every = "
+                               f"{t.val_every} is not below train.steps = {t.steps}")
     if t.freeze.preset != "none" and t.freeze.groups:
-        raise UserError(f"params: train.freeze.preset = {t.freeze.preset} already decides what is frozen; "
-                        f"leave train.freeze.groups empty (it names {', '.join(t.freeze.groups)})")
+        raise Inconsistent(f"train.freeze.preset = {t.freeze.preset} already decides what is frozen; "
+                           f"leave train.freeze.groups empty (it names {', '.join(t.freeze.groups)})")
     if p.lr_find.min_lr >= p.lr_find.max_lr:
-        raise UserError(f"params: lr_find.min_lr = {p.lr_find.min_lr:g} must be below lr_find.max_lr = "
-                        f"{p.lr_find.max_lr:g}")
+        raise Inconsistent(f"lr_find.min_lr = {p.lr_find.min_lr:g} must be below lr_find.max_lr = "
+                           f"{p.lr_find.max_lr:g}")
     if p.augment.crop % 32:
-        raise UserError(f"params: augment.crop = {p.augment.crop}: expected a multiple of 32 "
-                        "(RIFE's coarsest block works at 1/32 of the input)")
+        raise Inconsistent(f"augment.crop = {p.augment.crop}: expected a multiple of 32 "
+                           "(RIFE's coarsest block works at 1/32 of the input)")
     x = p.extract
     if x.split_by == "blocks" and x.block_frames < 2 * max(x.gap) + 1 + x.guard_frames:
-        raise UserError(f"params: extract.block_frames = {x.block_frames} cannot hold a triplet of gap {max(x.gap)} "
-                        f"plus extract.guard_frames = {x.guard_frames}; expected at least "
-                        f"{2 * max(x.gap) + 1 + x.guard_frames}")
+        raise Inconsistent(f"extract.block_frames = {x.block_frames} cannot hold a triplet of extract.gap "
+                           f"{max(x.gap)} plus extract.guard_frames = {x.guard_frames} (extract.split_by = blocks); "
+                           f"expected at least {2 * max(x.gap) + 1 + x.guard_frames}")
     if p.extract.val_fraction + p.extract.test_fraction >= 0.9:
-        raise UserError(f"params: extract.val_fraction + extract.test_fraction = "
-                        f"{p.extract.val_fraction + p.extract.test_fraction:g}: expected below 0.9, "
-                        "so training keeps some footage")
+        raise Inconsistent(f"extract.val_fraction + extract.test_fraction = "
+                           f"{p.extract.val_fraction + p.extract.test_fraction:g}: expected below 0.9, "
+                           "so training keeps some footage")
     _check_evaluate(p.evaluate)
 
 
@@ -301,8 +312,8 @@ def _check_evaluate(e: Evaluate) -> None:
     for key, chosen, required in (("methods", e.methods, REQUIRED_METHODS), ("metrics", e.metrics, REQUIRED_METRICS)):
         missing = [name for name in required if name not in chosen]
         if missing:
-            raise UserError(f"params: evaluate.{key} = [{', '.join(chosen)}] lacks {', '.join(missing)}; "
-                            f"it must include {', '.join(required)}")
+            raise Inconsistent(f"evaluate.{key} = [{', '.join(chosen)}] lacks {', '.join(missing)}; "
+                               f"it must include {', '.join(required)}")
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -317,7 +328,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from None
     _check_renamed(raw, str(path))
-    return build(Params, raw, "", str(path))
+    try:
+        return build(Params, raw, "", str(path))
+    except Inconsistent as err:
+        raise Inconsistent(err.detail, str(path)) from None
 
 
 # Keys renamed since an earlier version: (section, old key) -> what to write instead and why
