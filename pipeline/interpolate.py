@@ -117,7 +117,7 @@ def load_model(args: argparse.Namespace, device: torch.device) -> Interpolator:
     if args.onnx is not None:
         if args.scale != 1.0:
             raise UserError(f"--scale {args.scale}: the exported ONNX graph runs at flow scale 1 only")
-        model: Interpolator = OnnxFlowNet(load_onnx(args.onnx))
+        model: Interpolator = OnnxFlowNet(load_onnx(args.onnx), args.onnx)
         source = args.onnx
     else:
         model = load_checkpoint(args.checkpoint, args.arch).for_inference(device)
