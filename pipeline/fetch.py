@@ -25,7 +25,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.params import Sources, load_params
 from pipeline.core.paths import DEMO_DIR, PRETRAINED, REGISTRY_DIR
 from pipeline.core.runner import user_facing
-from pipeline.models import fitting_arch, read_checkpoint, write_state_dict
+from pipeline.models import fitting_arch, local_path, read_checkpoint, write_state_dict
 
 log = logging.getLogger("pipeline.fetch")
 
@@ -133,10 +133,10 @@ def fetch_videos(sources: Sources) -> None:
 def fetch_checkpoint(sources: Sources, arch: str) -> None:
     """Validate the checkpoint ``sources.checkpoint`` names (downloading a registry entry's) and write its
     official-layout copy; a file that is no known architecture (or not ``arch``) stops here, named."""
-    named = Path(sources.checkpoint)
+    named = local_path(sources.checkpoint, "sources.checkpoint")
     if not named.is_file():
-        raise UserError(f"sources.checkpoint {named}: no such file (a path to a flownet.pkl, or one of the "
-                        f"known checkpoints: {known_checkpoints()})")
+        raise UserError(f"sources.checkpoint {sources.checkpoint}: no such file (a path to a flownet.pkl, or one of "
+                        f"the known checkpoints: {known_checkpoints()})")
     if not os.access(named, os.R_OK):
         raise UserError(f"sources.checkpoint {named}: not readable")
     with tempfile.TemporaryDirectory(prefix="rife-ckpt-") as tmp:

@@ -69,9 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("output", type=Path, help=f"video to write ({', '.join(CONTAINERS)}), or a folder for PNGs: "
                         "a new one, or an earlier PNG output of interpolate (a folder holding the input or any "
                         "other file is refused)")
-    parser.add_argument("--checkpoint", type=Path, default=FINETUNED, help=f"flownet.pkl (default {FINETUNED})")
+    parser.add_argument("--checkpoint", default=str(FINETUNED), help=f"flownet.pkl (default {FINETUNED})")
     parser.add_argument("--arch", default=AUTO, choices=[AUTO, *ARCHITECTURES], help="default: recognised")
-    parser.add_argument("--onnx", type=Path, help="run this file from `python -m pipeline.export` with onnxruntime "
+    parser.add_argument("--onnx", help="run this file from `python -m pipeline.export` with onnxruntime "
                         "instead of a checkpoint")
     parser.add_argument("--multi", type=int, default=2, help="frame-rate multiplier, 2 or more (default 2)")
     parser.add_argument("--scale", type=float, default=1.0, choices=[0.25, 0.5, 1.0],

@@ -20,6 +20,7 @@ from torch import nn
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import UserError
 
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # https://, s3://, hf://: not fetched at run time
 DDP_PREFIX = "module."
 # Tensors some official files carry that only their training code used; dropped before a strict load.
 TRAINING_ONLY_PREFIXES = ("teacher.", "caltime.")
@@ -38,9 +39,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path).state
 
 
+def local_path(named: str | Path, label: str, expected: str = "a flownet.pkl file") -> Path:
+    """``named`` (as the user wrote it) as a local path: one line for a URL, which nothing fetches at run time, and
+    for a folder where ``expected`` is a file."""
+    text = str(named)
+    if URL.match(text):
+        raise UserError(f"{label} {text}: a URL; URLs are not fetched at run time: download the file and give its "
+                        "local path")
+    path = Path(text)
+    if path.is_dir():
+        inside = f" such as {path / 'flownet.pkl'}" if (path / "flownet.pkl").is_file() else ""
+        raise UserError(f"{label} {text}: is a folder; expected {expected}{inside}")
+    return path
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Read ``path`` safely; one ``UserError`` line for a missing, unsafe, truncated or foreign file."""
-    path = Path(path)
+    """Read ``path`` safely; one ``UserError`` line for a URL, a folder, or a missing, unsafe, truncated or foreign
+    file."""
+    path = local_path(path, "checkpoint")
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
     try:

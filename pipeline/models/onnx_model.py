@@ -23,6 +23,7 @@ from torch import nn
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import UserError
 from pipeline.models.base import MIDDLE, FlowNet, in_between
+from pipeline.models.checkpoint import local_path
 
 log = logging.getLogger("pipeline.models.onnx_model")
 
@@ -83,10 +84,11 @@ def export_onnx(network: FlowNet, path: Path, opset: int = OPSET) -> None:
         onnx.save(model, str(tmp))
 
 
-def load_onnx(path: Path):
+def load_onnx(named: str | Path):
     """An onnxruntime session of a graph written by :func:`export_onnx`; one line for anything else."""
     import onnxruntime as ort
 
+    path = local_path(named, "--onnx", "an .onnx file")
     if not path.is_file():
         raise UserError(f"{path}: no such ONNX file")
     options = ort.SessionOptions()
