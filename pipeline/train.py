@@ -34,7 +34,7 @@ from pipeline.training.loop import USER_THREADS, make_accelerator, use_threads
 log = logging.getLogger("pipeline.train")
 
 
-@user_facing
+@user_facing(resumes=True)
 def main() -> None:
     params = with_resolved_arch(load_params(), PRETRAINED)
     check_group_names(params.train)
