@@ -144,8 +144,9 @@ def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int,
     """Write every input frame and the frames between; returns the number of scene cuts met."""
     previous: Frame | None = None
     previous_batch = previous_thumb = None
-    cuts = 0
+    cuts = decoded = 0
     for frame in tqdm(decode(source, "rgb24", passthrough), total=total, desc="interpolate", unit="frame"):
+        decoded += 1
         thumb, batch = thumbnail(frame.image), to_batch(frame.image[None], device)
         if previous is not None:
             if frame.image.shape != previous.image.shape:
@@ -162,7 +163,7 @@ def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int,
             for image, pts in zip(middles, times, strict=True):
                 sink.write(image, pts)
         previous, previous_batch, previous_thumb = frame, batch, thumb
-    check_frames(source, 0 if previous is None else 1 if not sink.count else 2)  # a container that miscounted
+    check_frames(source, decoded)  # a container that stated more frames than it holds
     sink.write(previous.image, previous.pts * multi)
     return cuts
 
