@@ -32,14 +32,14 @@ from pipeline.core.params import Augment, load_params
 from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE
 from pipeline.core.runner import user_facing
 from pipeline.footage.triplets import split_triplets
-from pipeline.footage.views import FRAME_COLUMNS, crop_for, draw_view
+from pipeline.footage.views import FRAME_COLUMNS, MIN_CROP, crop_for, draw_view
 
 log = logging.getLogger("pipeline.augment")
 
 # the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
 PARAMS = ("base", "augment")
 
-MIN_SIDE = 64  # pixels: the smallest crop (two blocks of RIFE's coarsest 1/32 scale)
+MIN_SIDE = MIN_CROP  # pixels: a frame must hold the smallest crop
 
 
 def train_triplets() -> pd.DataFrame:

@@ -35,7 +35,7 @@ OPSETS = (16, 17, 18)  # GridSample needs 16
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.export", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=FINETUNED, help=f"flownet.pkl (default {FINETUNED})")
+    parser.add_argument("--checkpoint", default=str(FINETUNED), help=f"flownet.pkl (default {FINETUNED})")
     parser.add_argument("--arch", default=AUTO, choices=[AUTO, *ARCHITECTURES], help="default: recognised")
     parser.add_argument("--out", type=Path, default=EXPORT_DIR, help=f"folder to write into (default {EXPORT_DIR})")
     parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, of {', '.join(FORMATS)}")

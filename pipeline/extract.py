@@ -40,7 +40,7 @@ def main() -> None:
     with atomic_dir(TRIPLETS_DIR) as tmp:
         results = run_tasks(tasks, tmp)
         manifest = build_manifest([row for result in results for row in result["rows"]])
-        report = summarise(manifest, source, results, skipped)
+        report = summarise(manifest, source, results, skipped, params.extract)
         manifest.to_csv(tmp / "manifest.csv", index=False, float_format="%.6g")
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     for problem in report["skipped"]:

@@ -12,7 +12,8 @@ editors and FFmpeg-based tools; browsers, phones and QuickTime do not play it. C
 input (BT.709 limited range where it states none).
 The network is a ``flownet.pkl`` (the fine-tuned one by default; its architecture is recognised unless
 ``--arch`` names it) or, with ``--onnx``, a file written by ``python -m pipeline.export``.
-The output is written under a temporary name and renamed when complete; the input is never overwritten.
+The output is written under a temporary name and renamed when complete; the input is never overwritten, and a
+folder is replaced only when it holds nothing but an earlier run's numbered PNGs (:mod:`pipeline.footage.outputs`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.core.atomic import atomic_dir, atomic_path, check_creatable
+from pipeline.core.atomic import atomic_dir, atomic_path
 from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED, PARAMS_FILE
@@ -45,6 +46,7 @@ from pipeline.footage.encoder import (
     check_codec,
     output_colour,
 )
+from pipeline.footage.outputs import PngSink, check_output
 from pipeline.footage.video import (
     Frame,
     VideoInfo,
@@ -54,7 +56,6 @@ from pipeline.footage.video import (
     open_video,
     probe,
     thumbnail,
-    write_bgr,
 )
 from pipeline.models import ARCHITECTURES, AUTO, from_batch, load_checkpoint, to_batch
 from pipeline.models.onnx_model import OnnxFlowNet, load_onnx
@@ -80,10 +81,12 @@ class Sink(Protocol):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.interpolate", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="video to interpolate")
-    parser.add_argument("output", type=Path, help=f"video to write ({', '.join(CONTAINERS)}), or a folder for PNGs")
-    parser.add_argument("--checkpoint", type=Path, default=FINETUNED, help=f"flownet.pkl (default {FINETUNED})")
+    parser.add_argument("output", type=Path, help=f"video to write ({', '.join(CONTAINERS)}), or a folder for PNGs: "
+                        "a new one, or an earlier PNG output of interpolate (a folder holding the input or any "
+                        "other file is refused)")
+    parser.add_argument("--checkpoint", default=str(FINETUNED), help=f"flownet.pkl (default {FINETUNED})")
     parser.add_argument("--arch", default=AUTO, choices=[AUTO, *ARCHITECTURES], help="default: recognised")
-    parser.add_argument("--onnx", type=Path, help="run this file from `python -m pipeline.export` with onnxruntime "
+    parser.add_argument("--onnx", help="run this file from `python -m pipeline.export` with onnxruntime "
                         "instead of a checkpoint")
     parser.add_argument("--multi", type=int, default=2, help="frame-rate multiplier, 2 or more (default 2)")
     parser.add_argument("--scale", type=float, default=1.0, choices=[0.25, 0.5, 1.0],
@@ -98,32 +101,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the docs)")
     parser.add_argument("--cut-threshold", type=float,
                         help="scene-cut threshold (default: extract.cut_threshold of params.yaml)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists: a video file, or a "
+                        "folder of nothing but numbered PNG frames; never the input or a folder holding other files")
     return parser.parse_args(argv)
 
 
-def check_writable(output: Path) -> None:
-    """Fail with one line unless ``output`` could be created: its nearest existing folder must be writable."""
-    check_creatable(output.parent, str(output))
-
-
-def check_paths(args: argparse.Namespace) -> Codec | None:
+def check_args(args: argparse.Namespace) -> Codec | None:
     """Everything about the paths and options that can be checked before any work; the codec for a video."""
-    if not args.input.is_file():
-        raise UserError(f"{args.input}: no such video file")
-    if args.output.resolve() == args.input.resolve():
-        raise UserError(f"{args.output}: is the input video; choose another output path")
-    if args.output.exists() and not args.overwrite:
-        raise UserError(f"{args.output}: exists; pass --overwrite to replace it")
-    if not args.output.suffix and args.output.is_file():
-        raise UserError(f"{args.output}: is a file; PNG frames go to a folder (or give a video suffix)")
+    check_output(args.input, args.output, args.overwrite)
     codec = check_codec(args.codec, args.quality, args.crf, args.output) if args.output.suffix else None
     if args.multi < 2:
         raise UserError(f"--multi {args.multi}: the frame rate multiplier must be 2 or more")
     if args.cut_threshold is not None and not 0 < args.cut_threshold <= 1:
         raise UserError(f"--cut-threshold {args.cut_threshold}: must be in (0, 1]")
-    check_writable(args.output)
     return codec
+
+
+def check_frames(source: Path, count: int) -> None:
+    """Interpolation needs two frames: one line for a video of fewer (as the container states, or as decoded)."""
+    if count < 2:
+        raise UserError(f"{source}: has {count} frame{'' if count == 1 else 's'}; interpolation needs at least "
+                        "two frames")
 
 
 def cut_threshold(args: argparse.Namespace) -> float:
@@ -139,7 +137,7 @@ def load_model(args: argparse.Namespace, device: torch.device) -> Interpolator:
     if args.onnx is not None:
         if args.scale != 1.0:
             raise UserError(f"--scale {args.scale}: the exported ONNX graph runs at flow scale 1 only")
-        model: Interpolator = OnnxFlowNet(load_onnx(args.onnx))
+        model: Interpolator = OnnxFlowNet(load_onnx(args.onnx), args.onnx)
         source = args.onnx
     else:
         model = load_checkpoint(args.checkpoint, args.arch).for_inference(device)
@@ -150,17 +148,6 @@ def load_model(args: argparse.Namespace, device: torch.device) -> Interpolator:
     log.info("%s: RIFE %s on %s, %dx frames, flow scale %g", source, model.arch,
              "onnxruntime" if args.onnx else device.type, args.multi, args.scale)
     return model
-
-
-class PngSink:
-    """Numbered lossless PNGs in a folder (timestamps are not kept: a folder of frames has none)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.count = folder, 0
-
-    def write(self, rgb: np.ndarray, pts: int) -> None:
-        write_bgr(self.folder / f"{self.count:06d}.png", np.ascontiguousarray(rgb[:, :, ::-1]))
-        self.count += 1
 
 
 def to_rgb(frame: torch.Tensor) -> np.ndarray:
@@ -177,8 +164,9 @@ def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int,
     """Write every input frame and the frames between; returns the number of scene cuts met."""
     previous: Frame | None = None
     previous_batch = previous_thumb = None
-    cuts = 0
+    cuts = decoded = 0
     for frame in tqdm(decode(source, "rgb24", passthrough), total=total, desc="interpolate", unit="frame"):
+        decoded += 1
         thumb, batch = thumbnail(frame.image), to_batch(frame.image[None], device)
         if previous is not None:
             if frame.image.shape != previous.image.shape:
@@ -193,6 +181,7 @@ def interpolate_video(model: Interpolator, source: Path, sink: Sink, multi: int,
             for image, pts in zip(middles, times, strict=True):
                 sink.write(image, pts)
         previous, previous_batch, previous_thumb = frame, batch, thumb
+    check_frames(source, decoded)  # a container that stated more frames than it holds
     sink.write(previous.image, previous.pts * multi)
     return cuts
 
@@ -225,8 +214,9 @@ def write_video(args: argparse.Namespace, codec: Codec, model: Interpolator, inf
 @user_facing
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    codec = check_paths(args)
+    codec = check_args(args)
     info = probe(args.input)
+    check_frames(args.input, info.frames)
     threshold = cut_threshold(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args, device)

@@ -38,7 +38,7 @@ log = logging.getLogger("pipeline.train")
 PARAMS = ("lr", "base", "train")
 
 
-@user_facing
+@user_facing(resumes=True)
 def main() -> None:
     params = with_resolved_arch(load_params(sections=PARAMS), PRETRAINED)
     check_group_names(params.train)

@@ -8,11 +8,13 @@ import onnx
 import pytest
 import torch
 
+from pipeline import interpolate as interpolate_cli
+from pipeline.core.errors import UserError
 from pipeline.export import read_safetensors, vsmlrt_name, write_safetensors
 from pipeline.models import ARCHITECTURES, create_model, expected_shapes, read_checkpoint, save_checkpoint
-from pipeline.models.onnx_model import INPUT, OUTPUT, OnnxFlowNet, export_onnx, load_onnx
+from pipeline.models.onnx_model import INPUT, LAYOUT, OUTPUT, PRODUCER, OnnxFlowNet, export_onnx, load_onnx
 from tests.golden import as_batch, real_frames, seeded_state
-from tests.helpers import assert_user_error, make_clip, moving_texture, run_module
+from tests.helpers import assert_user_error, make_clip, moving_texture, run_main, run_module
 
 PARITY = 1e-4  # max |ONNX - PyTorch| on [0, 1]
 FAST_ARCHS = ("4.18", "hdv3")  # the fast tier; every architecture runs in the slow tier
@@ -119,3 +121,47 @@ def test_interpolate_runs_the_exported_graph(tmp_path):
         assert done.returncode == 0, done.stderr
     for a, b in zip(sorted((tmp_path / "onnx").glob("*.png")), sorted((tmp_path / "torch").glob("*.png")), strict=True):
         assert np.abs(cv2.imread(str(a)).astype(int) - cv2.imread(str(b)).astype(int)).max() <= 1
+
+
+def graph_with_our_metadata(path, nodes, inputs, outputs, initializers=()) -> None:
+    """An ONNX graph of ``nodes`` labelled as `python -m pipeline.export` labels its files (4.18, timestep plane)."""
+    graph = onnx.helper.make_graph(nodes, "other", inputs, outputs, list(initializers))
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    for key, value in {"producer": PRODUCER, "layout": LAYOUT, "rife_arch": "4.18", "timestep_plane": "true"}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+
+
+def tensor(name: str, shape: list) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+
+
+def test_our_metadata_on_another_graph_is_one_line(tmp_path, monkeypatch):
+    graph_with_our_metadata(tmp_path / "other.onnx", [onnx.helper.make_node("Identity", ["x"], ["y"])],
+                            [tensor("x", [1, 3, 4, 4])], [tensor("y", [1, 3, 4, 4])])
+    make_clip(tmp_path / "in.mkv", moving_texture(2, height=32, width=48))
+    monkeypatch.chdir(tmp_path)
+    done = run_main(interpolate_cli.main, "in.mkv", "out.mkv", "--codec", "ffv1", "--onnx", "other.onnx",
+                    "--cut-threshold", "0.1")
+    assert_user_error(done, "other.onnx: carries the rife_v2 metadata of `python -m pipeline.export` (RIFE 4.18), but "
+                            "its graph is another: inputs x [1, 3, 4, 4], outputs y [1, 3, 4, 4]; expected input "
+                            "input [1, 7, height, width]")
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_a_graph_of_the_right_signature_that_fails_on_the_frames_is_one_line(tmp_path):
+    """Before: onnxruntime's exception (a traceback) in the middle of interpolate; after: one line naming the file.
+    A graph whose declared output cannot be what it computes is refused when it is loaded."""
+    shape = onnx.helper.make_tensor("shape", onnx.TensorProto.INT64, [4], [1, 3, 4, 4])
+    graph_with_our_metadata(tmp_path / "fixed.onnx", [onnx.helper.make_node("Reshape", ["input", "shape"], ["output"])],
+                            [tensor("input", [1, 7, "height", "width"])], [tensor("output", [1, 3, "height", "width"])],
+                            [shape])
+    net = OnnxFlowNet(load_onnx(tmp_path / "fixed.onnx"), tmp_path / "fixed.onnx")
+    frame = torch.zeros(1, 3, 8, 8)
+    with pytest.raises(UserError, match=r"fixed.onnx: the ONNX graph failed on frames of 8x8 \("):
+        net.interpolate(frame, frame, 0.5)
+    graph_with_our_metadata(tmp_path / "wide.onnx", [onnx.helper.make_node("Identity", ["input"], ["output"])],
+                            [tensor("input", [1, 7, "height", "width"])], [tensor("output", [1, 3, "height", "width"])])
+    with pytest.raises(UserError, match=r"wide.onnx: carries the rife_v2 metadata .* outputs output \[1, None, "):
+        load_onnx(tmp_path / "wide.onnx")  # onnxruntime infers 7 channels out, not the 3 declared

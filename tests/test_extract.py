@@ -22,6 +22,7 @@ from pipeline.footage.windows import (
     Cap,
     deal_blocks,
     deal_clips,
+    min_clip_frames,
     segments_for,
     targets,
     timing_error,
@@ -125,6 +126,20 @@ def test_cap_over_several_ranges_spreads_over_all_of_them(params_dict):
     admitted = [start for start in range(80) if blocks.split_of(start, start + 2) == "train"
                 and cap.admit("train", start)]
     assert admitted == [0, 8, 40, 48]
+
+
+@pytest.mark.parametrize("changes", [{}, {"gap": [2, 3]}, {"stride": 7}, {"guard_frames": 0, "val_fraction": 0.0},
+                                     {"split_by": "time", "test_fraction": 0.5}])
+def test_min_clip_frames_is_the_fewest_that_give_a_train_and_a_test_window(params_dict, changes):
+    cfg = extract_cfg(params_dict, **changes)
+    needed = min_clip_frames(cfg)
+
+    def windows(frames: int) -> tuple[int, int]:
+        cap = Cap(segments_for(frames, cfg), frames, cfg, min(cfg.gap))
+        return cap.count("train"), cap.count("test")
+
+    assert min(windows(needed)) > 0 and min(windows(needed - 1)) == 0
+    assert all(min(windows(n)) == 0 for n in range(2 * min(cfg.gap) + 1, needed))
 
 
 def test_targets_inside_a_gap(params_dict):
@@ -456,6 +471,18 @@ def test_footage_without_a_usable_triplet_is_always_an_error(tmp_path, params_di
     (tmp_path / "clips/broken.mp4").write_bytes(b"\x00" * 1000)
     done = run_extract(tmp_path, params_dict, skip_unreadable=skip)
     assert_user_error(done, "clips: no usable train triplet" if skip else "broken.mp4")
+
+
+def test_footage_too_short_for_a_train_and_a_test_triplet_says_so(tmp_path, params_dict):
+    """Before: "add footage or relax the extract thresholds", which no threshold could mend."""
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips/four.avi", moving_texture(4, speed=4))
+    assert_user_error(run_extract(tmp_path, params_dict),
+                      "clips: the footage is too short: four.avi has 4 frames, and a clip needs at least 13 for a "
+                      "train and a test triplet (extract.gap 1, test_fraction 0.2, val_fraction 0.1, guard_frames 2); "
+                      "add longer footage")
+    make_clip(tmp_path / "clips/eight.avi", moving_texture(8, speed=4))
+    assert_user_error(run_extract(tmp_path, params_dict), "its 2 clips have at most 8 frames (eight.avi)")
 
 
 def test_a_folder_without_footage_is_an_error(tmp_path, params_dict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import interpolate as interpolate_cli
 from pipeline.core.errors import UserError
 from pipeline.footage.encoder import CODECS, MASTER, VideoWriter
 from pipeline.footage.video import decode, probe
@@ -24,6 +27,7 @@ from tests.helpers import (
     make_clip,
     moving_texture,
     packet_positions,
+    run_main,
     run_module,
     tone_packets,
 )
@@ -267,3 +271,94 @@ def test_png_output_onto_an_existing_file_is_refused(work):
     assert_user_error(interpolate(work, "clip.avi", "notes", "--checkpoint", "4.18.pkl", "--overwrite"),
                       "notes: is a file; PNG frames go to a folder")
     assert (work / "notes").read_text() == "keep"
+
+
+class Blend:
+    """A stand-in network (the average of the two frames), so path checks run in-process in a fraction of a second."""
+
+    arch, supports_timestep = "blend", True
+
+    def in_between(self, img0, img1, count, scale=1.0):
+        return [(img0 + img1) / 2] * count
+
+
+@pytest.fixture()
+def folder(tmp_path, monkeypatch):
+    """``vids/small.mp4`` (3 frames) beside an unrelated ``vids/notes.txt``, in the current folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(interpolate_cli, "load_model", lambda args, device: Blend())
+    (tmp_path / "vids").mkdir()
+    make_clip(tmp_path / "vids/small.mp4", moving_texture(3, height=32, width=48))
+    (tmp_path / "vids/notes.txt").write_text("mine")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/keep.txt").write_text("mine too")
+    return tmp_path
+
+
+def run_here(*args: str):
+    return run_main(interpolate_cli.main, *args, *CUT)
+
+
+def assert_refused(done, fragment: str, root: Path, clip: bytes) -> None:
+    """Exit 2 with one ``error:`` line holding ``fragment``; the input and the unrelated files untouched."""
+    assert_user_error(done, fragment)
+    assert sum(line.startswith("error:") for line in done.stderr.splitlines()) == 1
+    assert (root / "vids/small.mp4").read_bytes() == clip
+    assert (root / "vids/notes.txt").read_text() == "mine" and (root / "other/keep.txt").read_text() == "mine too"
+    assert sorted(p.name for p in (root / "vids").iterdir()) == ["notes.txt", "small.mp4"]
+
+
+@pytest.mark.parametrize("output, fragment", [
+    ("vids", "vids: holds the input video vids/small.mp4"),
+    ("vids/.", "vids: holds the input video vids/small.mp4"),
+    ("vids/../vids", "vids/../vids: holds the input video vids/small.mp4"),
+    (".", ".: holds the input video vids/small.mp4"),
+    ("other", "other: holds files interpolate did not write (keep.txt)"),
+])
+def test_png_output_never_replaces_a_folder_holding_the_input_or_other_files(folder, output, fragment):
+    clip = (folder / "vids/small.mp4").read_bytes()
+    for overwrite in ((), ("--overwrite",)):
+        assert_refused(run_here("vids/small.mp4", output, *overwrite), fragment, folder, clip)
+
+
+def test_an_earlier_png_output_is_replaced_with_overwrite(folder):
+    assert run_here("vids/small.mp4", "frames").returncode == 0
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == [f"{i:06d}.png" for i in range(5)]
+    assert_user_error(run_here("vids/small.mp4", "frames"), "frames: exists; pass --overwrite")
+    done = run_here("vids/small.mp4", "frames", "--overwrite", "--multi", "3")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == [f"{i:06d}.png" for i in range(7)]
+    (folder / "frames/extra.txt").write_text("added by hand")
+    assert_user_error(run_here("vids/small.mp4", "frames", "--overwrite"),
+                      "frames: holds files interpolate did not write (extra.txt)")
+    assert (folder / "frames/extra.txt").read_text() == "added by hand"
+
+
+@pytest.mark.parametrize("make_output, output", [
+    (lambda root: None, "./vids/small.mp4"),
+    (lambda root: (root / "link.mp4").symlink_to(root / "vids/small.mp4"), "link.mp4"),
+    (lambda root: os.link(root / "vids/small.mp4", root / "hard.mp4"), "hard.mp4"),
+])
+def test_a_video_output_is_never_the_input(folder, make_output, output):
+    make_output(folder)
+    clip = (folder / "vids/small.mp4").read_bytes()
+    assert_refused(run_here("vids/small.mp4", output, "--overwrite"), f"{Path(output)}: is the input video", folder,
+                   clip)
+
+
+def test_a_video_output_onto_a_folder_is_refused(folder):
+    (folder / "out.mp4").mkdir()
+    (folder / "out.mp4/keep.txt").write_text("kept")
+    assert_user_error(run_here("vids/small.mp4", "out.mp4", "--overwrite"), "out.mp4: is a folder")
+    assert (folder / "out.mp4/keep.txt").read_text() == "kept"
+
+
+def test_a_one_frame_video_is_refused(folder, monkeypatch):
+    make_clip(folder / "one.mkv", moving_texture(1, height=32, width=48))
+    assert_user_error(run_here("one.mkv", "one_2x.mkv", "--codec", "ffv1"),
+                      "one.mkv: has 1 frame; interpolation needs at least two")
+    # a container that states more frames than it holds is caught once decoded, and nothing is written
+    monkeypatch.setattr(interpolate_cli, "probe", lambda path: dataclasses.replace(probe(path), frames=2))
+    assert_user_error(run_here("one.mkv", "one_2x.mkv", "--codec", "ffv1"),
+                      "one.mkv: has 1 frame; interpolation needs at least two")
+    assert not (folder / "one_2x.mkv").exists() and not list(folder.glob(".*.tmp*"))

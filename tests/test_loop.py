@@ -14,15 +14,15 @@ import yaml
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
-from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE, TRIPLETS_DIR
+from pipeline.core.paths import AUGMENTED_DIR, KEPT, PLAN_FILE, TRIPLETS_DIR
 from pipeline.training.loop import SizeGroupedBatches, TrainViews, batches, make_accelerator, make_loader
 
 SIZES = [64] * 5 + [96] * 7 + [64] * 4  # two crop sizes, interleaved as augment plans them (triplet order)
 
 
 def write_views(root, sizes=SIZES) -> None:
-    """A triplet of frames per view, stored as extract does (PNG, RGB), each frame filled with one value that
-    tells the view and the frame apart, and a plan that crops it with a few transforms."""
+    """A triplet of frames per view, stored as extract does (PNG, RGB, in the manifest), each frame filled with one
+    value that tells the view and the frame apart, and a plan that crops it with a few transforms."""
     frames = root / TRIPLETS_DIR / "frames"
     frames.mkdir(parents=True)
     rows = []
@@ -40,6 +40,8 @@ def write_views(root, sizes=SIZES) -> None:
                      "brightness": 1.0, "contrast": 1.0, "timestep": 0.5})
     (root / AUGMENTED_DIR).mkdir(parents=True)
     pd.DataFrame(rows).to_csv(root / AUGMENTED_DIR / PLAN_FILE, index=False)
+    manifest = pd.DataFrame(rows)[["triplet", "clip", "path0", "path_t", "path1", "height", "width", "timestep"]]
+    manifest.assign(split="train", status=KEPT).to_csv(root / TRIPLETS_DIR / "manifest.csv", index=False)
 
 
 def test_views_are_made_from_the_frames_as_the_plan_says(tmp_path):
@@ -60,6 +62,15 @@ def test_a_missing_frame_stops_before_training_naming_the_file(tmp_path):
     (tmp_path / TRIPLETS_DIR / "frames/7_1.png").unlink()
     message = r"frames/7_1.png: missing \(the augment plan uses it\); run `dvc repro extract`"
     with pytest.raises(UserError, match=message):
+        TrainViews(tmp_path / AUGMENTED_DIR / PLAN_FILE, tmp_path / TRIPLETS_DIR)
+
+
+def test_a_bad_plan_value_stops_before_training_naming_the_row_and_column(tmp_path):
+    write_views(tmp_path)
+    plan = pd.read_csv(tmp_path / AUGMENTED_DIR / PLAN_FILE)
+    plan.loc[3, "rotation"] = 45
+    plan.to_csv(tmp_path / AUGMENTED_DIR / PLAN_FILE, index=False)
+    with pytest.raises(UserError, match=r"plan.csv, row 4 \(line 5\), column rotation = 45: expected one of 0, 90, "):
         TrainViews(tmp_path / AUGMENTED_DIR / PLAN_FILE, tmp_path / TRIPLETS_DIR)
 
 

@@ -11,7 +11,10 @@ import pytest
 import torch
 
 from pipeline.core.errors import UserError
-from pipeline.core.params import ARCH_NAMES
+from pipeline.core.params import ARCH_NAMES, Sources
+from pipeline.export import main as export_main
+from pipeline.fetch import fetch_checkpoint
+from pipeline.interpolate import main as interpolate_main
 from pipeline.models import (
     ARCHITECTURES,
     AUTO,
@@ -34,6 +37,7 @@ from tests.golden import (
     real_frames,
     seeded_state,
 )
+from tests.helpers import assert_user_error, make_clip, moving_texture, run_main
 
 V4 = [arch for arch in ARCHITECTURES if arch != "hdv3"]
 # Parameter counts of the published networks (the Practical-RIFE model list; the official code in the wheels).
@@ -323,3 +327,30 @@ def test_auto_without_the_pretrained_file_says_what_to_run(tmp_path, params_dict
     params = load_params(tmp_path / "params.yaml")
     with pytest.raises(UserError, match=r"train.arch: auto .*missing\.pkl, which is missing; run `dvc repro fetch`"):
         with_resolved_arch(params, tmp_path / "missing.pkl")
+
+
+def test_a_folder_or_a_url_as_the_checkpoint_is_named_as_given(tmp_path, monkeypatch):
+    """Before: a folder was "no such file", and a URL came out mangled as ``https:/…`` by Path."""
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UserError) as caught:
+        read_checkpoint(tmp_path / "run")
+    assert str(caught.value) == f"checkpoint {tmp_path / 'run'}: is a folder; expected a flownet.pkl file"
+    (tmp_path / "run/flownet.pkl").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"is a folder; expected a flownet.pkl file such as .*run/flownet.pkl$"):
+        read_checkpoint(str(tmp_path / "run"))
+    url = "https://example.com/rife/flownet.pkl"
+    with pytest.raises(UserError) as caught:
+        read_checkpoint(url)
+    assert str(caught.value) == (f"checkpoint {url}: a URL; URLs are not fetched at run time: download the file and "
+                                 "give its local path")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=f"^sources.checkpoint {url}: a URL; URLs are not fetched at run time"):
+        fetch_checkpoint(Sources(videos="data/demo", checkpoint=url), "auto")
+    with pytest.raises(UserError, match="^sources.checkpoint run: is a folder; expected a flownet.pkl file such as "
+                                        "run/flownet.pkl \\(nothing was changed\\)$"):
+        fetch_checkpoint(Sources(videos="data/demo", checkpoint="run"), "auto")
+    make_clip(tmp_path / "in.mkv", moving_texture(2, height=32, width=48))
+    for flag, label in (("--checkpoint", "checkpoint"), ("--onnx", "--onnx")):
+        done = run_main(interpolate_main, "in.mkv", "out.mkv", "--codec", "ffv1", flag, url, "--cut-threshold", "0.1")
+        assert_user_error(done, f"{label} {url}: a URL; URLs are not fetched at run time")
+    assert_user_error(run_main(export_main, "--checkpoint", url), f"checkpoint {url}: a URL")

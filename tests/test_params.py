@@ -70,7 +70,8 @@ def test_gap_is_one_number_or_a_list(tmp_path, params_dict):
 
 def test_blocks_must_hold_a_triplet_and_the_guard(tmp_path, params_dict):
     params_dict["extract"].update(split_by="blocks", gap=[1, 4], guard_frames=2, block_frames=10)
-    with pytest.raises(UserError, match=r"extract\.block_frames = 10 cannot hold a triplet of gap 4 .* at least 11"):
+    message = r"extract\.block_frames = 10 cannot hold a triplet of extract\.gap 4 .* at least 11"
+    with pytest.raises(UserError, match=message):
         load_params(write(tmp_path, params_dict))
 
 
@@ -113,7 +114,7 @@ def test_a_short_trial_run_stops_only_the_stage_that_reads_train(tmp_path, param
     with pytest.raises(UserError) as err:
         load_params(path, sections=STAGES["train"]["params"])
     assert str(err.value) == (f"{path}: train.schedules.one_cycle.pct_start = 0.3 leaves under 2 of the 6 steps "
-                              "(train.steps) for the rise; use at least 0.34")
+                              "(train.steps) for the rise (train.schedule = one_cycle); use at least 0.34")
 
 
 @pytest.mark.parametrize("warmup, message", [
@@ -171,3 +172,19 @@ def test_params_are_frozen(tmp_path, params_dict):
     params = load_params(write(tmp_path, params_dict))
     with pytest.raises(AttributeError):
         params.train.steps = 3
+
+
+def test_an_unprintable_key_is_escaped_and_the_line_stays_one(tmp_path, params_dict):
+    params_dict["base"]["\n"] = 1
+    with pytest.raises(UserError) as caught:
+        load_params(write(tmp_path, params_dict))
+    assert str(caught.value) == f"{tmp_path / 'params.yaml'}: unknown key base.'\\n'; base takes: seed"
+
+
+def test_values_that_disagree_are_named_with_the_file_and_every_key_involved(tmp_path, params_dict):
+    params_dict["train"].update(schedule="one_cycle", steps=5)
+    with pytest.raises(UserError) as caught:
+        load_params(write(tmp_path, params_dict))
+    assert str(caught.value) == (f"{tmp_path / 'params.yaml'}: train.schedules.one_cycle.pct_start = 0.3 leaves under "
+                                 "2 of the 5 steps (train.steps) for the rise (train.schedule = one_cycle); use at "
+                                 "least 0.4")

@@ -84,7 +84,7 @@ def test_a_failing_stage_keeps_its_previous_outputs(project, stage, paths, chang
      "sources.checkpoint models/pretrained/flownet.pk: no such file"),
     ("fetch", lambda p: p["sources"].update(checkpoint="rife-hdv3"), "sources.checkpoint rife-hdv3: no such file"),
     ("fetch", lambda p: p["sources"].update(checkpoint="https://example.com/flownet.pkl"), "a URL"),
-    ("fetch", lambda p: p["sources"].update(checkpoint="models/pretrained"), "models/pretrained: a folder"),
+    ("fetch", lambda p: p["sources"].update(checkpoint="models/pretrained"), "models/pretrained: is a folder"),
     ("extract", lambda p: p["sources"].update(videos="data/dmeo"), "sources.videos data/dmeo: no such folder"),
 ], ids=["checkpoint-typo", "checkpoint-old-name", "checkpoint-url", "checkpoint-folder", "videos-typo"])
 def test_a_missing_source_stops_before_dvc_deletes_any_output(project, target, change, fragment):

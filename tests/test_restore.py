@@ -8,7 +8,8 @@ import json
 
 import yaml
 
-from pipeline.core.restore import locked_outputs, restore_output
+from pipeline.core import restore
+from pipeline.core.restore import git_tracked_outputs, locked_outputs, restore_output
 
 
 def cached(cache, content: bytes) -> str:
@@ -53,3 +54,32 @@ def test_what_the_cache_does_not_hold_is_not_restored(tmp_path):
     (cache / folder[:2] / folder[2:]).write_bytes(listing)
     assert not restore_output({"path": "data/triplets", "md5": folder}, cache, root)
     assert not (root / "data/triplets").exists()  # nothing half-restored
+
+
+def test_what_is_not_restored_is_named_with_what_brings_it_back(tmp_path, monkeypatch, caplog):
+    """DVC-cached outputs: `dvc checkout <stage>` (before: `git checkout -- data/triplets`, which git never held);
+    git-tracked ones (cache: false in dvc.yaml): `git checkout -- <file>`."""
+    stages = {"extract": {"cmd": "python -m pipeline.extract", "outs": ["data/triplets"]},
+              "evaluate": {"cmd": "python -m pipeline.evaluate", "outs": ["results/evaluate/videos"],
+                           "metrics": [{"results/evaluate/metrics.json": {"cache": False}}],
+                           "plots": [{"results/evaluate/examples": {"cache": False}}]}}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    outputs = {"extract": ["data/triplets"],
+               "evaluate": ["results/evaluate/videos", "results/evaluate/metrics.json", "results/evaluate/examples"]}
+    lock = {name: {"outs": [{"path": path, "md5": "0" * 32} for path in paths]} for name, paths in outputs.items()}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": lock}))
+    assert git_tracked_outputs("evaluate", tmp_path) == {"results/evaluate/metrics.json", "results/evaluate/examples"}
+    assert git_tracked_outputs("extract", tmp_path) == set()
+    monkeypatch.setattr(restore, "cache_dir", lambda root: tmp_path / "cache")  # an empty cache: nothing comes back
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    for stage, expected in [
+        ("extract", "not in the DVC cache, so not restored: data/triplets; `dvc checkout extract` puts back "
+                    "data/triplets once the cache holds them (`dvc pull extract` fetches them from a DVC remote)"),
+        ("evaluate", "not in the DVC cache, so not restored: results/evaluate/videos, results/evaluate/metrics.json, "
+                     "results/evaluate/examples; `dvc checkout evaluate` puts back results/evaluate/videos once the "
+                     "cache holds them (`dvc pull evaluate` fetches them from a DVC remote); `git checkout -- "
+                     "results/evaluate/metrics.json results/evaluate/examples` puts back the committed copy")]:
+        monkeypatch.setenv("DVC_STAGE", stage)
+        caplog.clear()
+        restore.restore_after_failure()
+        assert [r.getMessage() for r in caplog.records] == [expected]

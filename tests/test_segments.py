@@ -24,7 +24,14 @@ from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream, minterpolate
 from pipeline.scoring.interpolators import blend
 from pipeline.scoring.metrics import block_bootstrap, paired_difference, psnr
 from pipeline.scoring.segment_plan import Segment, interval_frames, plan_segments
-from pipeline.scoring.watch import LABEL_HEIGHT, ClipMovie, best_window
+from pipeline.scoring.watch import (
+    LABEL_HEIGHT,
+    NO_PREVIEW,
+    ClipMovie,
+    best_window,
+    fill_empty_previews,
+    no_preview_reason,
+)
 from tests.helpers import make_clip, moving_texture, run_module, write_params
 
 
@@ -224,3 +231,22 @@ def test_a_segment_with_minterpolate_rebuilds_whatever_the_batch(tmp_path, param
     assert done, "the rebuild did not finish: it waits on minterpolate"
     rebuilt = done[0][1]
     assert len(rebuilt.frames) == segments[0].pairs * (segments[0].step - 1)
+
+
+@pytest.mark.parametrize("change, reason", [({"seconds": 0}, "evaluate.videos.seconds is 0"),
+                                            ({"max_clips": 0}, "evaluate.videos.max_clips is 0")])
+def test_no_preview_leaves_an_image_saying_why_not_an_empty_folder(tmp_path, params_dict, change, reason):
+    """An empty preview/ is not carried by git, so a fresh clone saw evaluate as changed; none.png is carried."""
+    opts = build(VideosOpts, {**params_dict["evaluate"]["videos"], **change}, "evaluate.videos.")
+    assert no_preview_reason(opts) == reason
+    fill_empty_previews(tmp_path, opts)
+    assert [p.name for p in tmp_path.iterdir()] == [NO_PREVIEW]
+    image = cv2.imread(str(tmp_path / NO_PREVIEW))
+    assert image.shape == (3 * LABEL_HEIGHT, 480, 3) and len(np.unique(image)) > 2  # text on the background
+
+
+def test_a_folder_with_a_preview_gets_no_placeholder(tmp_path, params_dict):
+    opts = build(VideosOpts, params_dict["evaluate"]["videos"], "evaluate.videos.")
+    (tmp_path / "clip.mp4.png").write_bytes(b"png")
+    fill_empty_previews(tmp_path, opts)
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4.png"]

@@ -26,9 +26,9 @@ def project(tmp_path, monkeypatch):
 @pytest.mark.parametrize("raw, fragments", [
     ("missing.pkl", ["sources.checkpoint missing.pkl: no such file", "checkpoints/rife-hdv3.yaml"]),
     ("rife-hdv3", ["sources.checkpoint rife-hdv3: no such file", "checkpoints/rife-hdv3.yaml"]),
-    ("models", ["sources.checkpoint models: a folder (it holds flownet.pkl)", "the path of a flownet.pkl"]),
-    ("https://example.com/flownet.pkl", ["sources.checkpoint https://example.com/flownet.pkl: a URL",
-                                         "download it yourself"]),
+    ("models", ["sources.checkpoint models: is a folder; expected a flownet.pkl file such as models/flownet.pkl"]),
+    ("https://example.com/flownet.pkl", ["sources.checkpoint https://example.com/flownet.pkl: a URL; URLs are not "
+                                         "fetched at run time: download the file and give its local path"]),
 ])
 def test_a_checkpoint_that_is_not_a_file_is_named_with_what_was_expected(project, raw, fragments):
     with pytest.raises(UserError) as err:
@@ -40,7 +40,7 @@ def test_a_checkpoint_that_is_not_a_file_is_named_with_what_was_expected(project
 @pytest.mark.parametrize("raw, fragment", [
     ("nowhere", "sources.videos nowhere: no such folder"),
     ("clip.mp4", "sources.videos clip.mp4: a file; expected a folder of your clips"),
-    ("s3://bucket/clips", "sources.videos s3://bucket/clips: a URL"),
+    ("s3://bucket/clips", "sources.videos s3://bucket/clips: a URL; URLs are not fetched at run time"),
 ])
 def test_footage_that_is_not_a_folder_is_named(project, raw, fragment):
     with pytest.raises(UserError, match="nothing was changed") as err:

@@ -279,7 +279,8 @@ def _check_train(t: Train, source: str) -> None:
     for milestone in t.schedules.step.milestones if t.schedule == "step" else ():  # only the chosen one is read
         if not 0 < to_steps(milestone, t.steps) < t.steps:
             raise UserError(f"{source}: train.schedules.step.milestones has {milestone}, outside the run "
-                            f"(train.steps = {t.steps}); milestones fall between step 1 and the last step")
+                            f"(train.schedule = step, train.steps = {t.steps}); milestones fall between step 1 and "
+                            "the last step")
     if t.schedule == "one_cycle":
         _check_one_cycle(t.schedules.one_cycle.pct_start, t.steps, source)
     needs_val = {"train.schedule = plateau": t.schedule == "plateau", "train.keep = best": t.keep == "best",
@@ -300,13 +301,14 @@ def _check_one_cycle(pct_start: float, steps: int, source: str) -> None:
     fits = (f"use at least {math.ceil(200 / steps) / 100:g}" if steps >= 3
             else "one_cycle needs train.steps of 3 or more")
     raise UserError(f"{source}: train.schedules.one_cycle.pct_start = {pct_start:g} leaves under 2 of the "
-                    f"{steps} steps (train.steps) for the rise; {fits}")
+                    f"{steps} steps (train.steps) for the rise (train.schedule = one_cycle); {fits}")
 
 
 def _check_extract(x: Extract, source: str) -> None:
     if x.split_by == "blocks" and x.block_frames < 2 * max(x.gap) + 1 + x.guard_frames:
-        raise UserError(f"{source}: extract.block_frames = {x.block_frames} cannot hold a triplet of gap "
-                        f"{max(x.gap)} plus extract.guard_frames = {x.guard_frames}; expected at least "
+        raise UserError(f"{source}: extract.block_frames = {x.block_frames} cannot hold a triplet of "
+                        f"extract.gap {max(x.gap)} plus extract.guard_frames = {x.guard_frames} (extract.split_by = "
+                        f"blocks); expected at least "
                         f"{2 * max(x.gap) + 1 + x.guard_frames}")
     if x.val_fraction + x.test_fraction >= 0.9:
         raise UserError(f"{source}: extract.val_fraction + extract.test_fraction = "

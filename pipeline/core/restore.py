@@ -33,6 +33,30 @@ def locked_outputs(stage: str, root: Path) -> list[dict]:
     return list(stages.get(stage, {}).get("outs", []))
 
 
+def git_tracked_outputs(stage: str, root: Path) -> set[str]:
+    """Outputs of ``stage`` that dvc.yaml keeps out of the DVC cache (``cache: false``): git tracks those."""
+    dvc_yaml = root / "dvc.yaml"
+    if not dvc_yaml.is_file():
+        return set()
+    definition = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}).get(stage, {})
+    return {path for kind in ("outs", "metrics", "plots") for entry in definition.get(kind) or []
+            if isinstance(entry, dict) for path, options in entry.items()
+            if isinstance(options, dict) and options.get("cache") is False}
+
+
+def how_to_bring_back(stage: str, paths: list[str], tracked: set[str]) -> str:
+    """What brings ``paths`` back: ``dvc checkout <stage>`` for DVC-cached outputs, ``git checkout`` for the rest."""
+    cached = [path for path in paths if path not in tracked]
+    committed = [path for path in paths if path in tracked]
+    ways = []
+    if cached:
+        ways.append(f"`dvc checkout {stage}` puts back {', '.join(cached)} once the cache holds them (`dvc pull "
+                    f"{stage}` fetches them from a DVC remote)")
+    if committed:
+        ways.append(f"`git checkout -- {' '.join(committed)}` puts back the committed copy")
+    return "; ".join(ways)
+
+
 def cache_dir(root: Path) -> Path:
     """The DVC cache's ``files/md5`` folder, as the project's DVC config sets it."""
     from dvc.repo import Repo  # imported here: only a failing stage under dvc pays for it
@@ -79,15 +103,16 @@ def restore_after_failure() -> None:
         missing = [out for out in locked_outputs(stage, root) if not (root / out["path"]).exists()]
         if not missing:
             return
+        tracked = git_tracked_outputs(stage, root)
         cache = cache_dir(root)
         restored = [out["path"] for out in missing if restore_output(out, cache, root)]
     except Exception as err:  # restoring is a courtesy: never hide the stage's own error behind another
-        log.warning("could not restore the previous outputs of %s (%s); `dvc checkout %s` and "
-                    "`git checkout -- <file>` bring back what was committed", stage, err, stage)
+        log.warning("could not restore the previous outputs of %s (%s); `dvc checkout %s` brings back what the DVC "
+                    "cache holds, `git checkout -- <file>` the git-tracked metrics and plots", stage, err, stage)
         return
     lost = [out["path"] for out in missing if out["path"] not in restored]
     if restored:
         log.info("restored the previous outputs of %s from the DVC cache: %s", stage, ", ".join(restored))
     if lost:
-        log.warning("not in the DVC cache, so not restored: %s (`git checkout -- <file>` brings back the committed "
-                    "copy)", ", ".join(lost))
+        log.warning("not in the DVC cache, so not restored: %s; %s", ", ".join(lost),
+                    how_to_bring_back(stage, lost, tracked))

@@ -27,10 +27,15 @@ def stop(signum: int, frame) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def user_facing(main: Callable[..., T]) -> Callable[..., T]:
+def user_facing(main: Callable[..., T] | None = None, *, resumes: bool = False):
     """Wrap a stage's ``main``: a :class:`UserError` prints ``error: <message>`` and exits with code 2; Ctrl-C
-    and SIGTERM print one line and exit with 130 and 143. Under ``dvc repro``, a stage that fails or is stopped
-    puts the outputs of its last successful run back (dvc deleted them before the command started)."""
+    and SIGTERM print one line and exit with 130 and 143 (``resumes``: the line says that the run continues from its
+    last checkpoint, as training does). Under ``dvc repro``, a stage that fails or is stopped puts the outputs of its
+    last successful run back (dvc deleted them before the command started). Use as ``@user_facing`` or
+    ``@user_facing(resumes=True)``."""
+    if main is None:
+        return functools.partial(user_facing, resumes=resumes)
+    then = ", and the run resumes from its last checkpoint when the stage runs again" if resumes else ""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -50,8 +55,7 @@ def user_facing(main: Callable[..., T]) -> Callable[..., T]:
             restore_after_failure()
             how, code = ("stopped by SIGTERM", EXIT_TERMINATED) if isinstance(err, Terminated) else \
                 ("interrupted", EXIT_INTERRUPTED)
-            print(f"{how}; the previous outputs are kept, and a training run resumes from its last checkpoint "
-                  "when the stage runs again", file=sys.stderr)
+            print(f"{how}; the previous outputs are kept{then}", file=sys.stderr)
             sys.exit(code)
         except SystemExit as err:
             if err.code not in (0, None):

@@ -59,7 +59,7 @@ def build(cls: type, raw: Any, prefix: str, source: str = "params") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
-        raise UserError(f"{source}: unknown key {prefix}{unknown[0]}; {where} takes: {', '.join(fields)}")
+        raise UserError(f"{source}: unknown key {prefix}{_name(unknown[0])}; {where} takes: {', '.join(fields)}")
     values = {}
     for name, f in fields.items():
         key = prefix + name
@@ -90,7 +90,7 @@ def _convert(hint: Any, value: Any, key: str, meta: dict, source: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{source}: {key} = {_show(value)}: expected a mapping of names to "
                             f"{_describe(typing.get_args(hint)[1], meta)} ({{}} for none)")
-        return {str(k): _item(typing.get_args(hint)[1], v, f"{key}.{k}", meta, source) for k, v in value.items()}
+        return {str(k): _item(typing.get_args(hint)[1], v, f"{key}.{_name(k)}", meta, source) for k, v in value.items()}
     return _item(hint, value, key, meta, source)
 
 
@@ -181,6 +181,11 @@ def _describe(hint: Any, meta: dict) -> str:
     if hi is not None:
         parts.append(f"{'<' if hi_open else '<='} {hi:g}")
     return f"{kind} {' and '.join(parts)}"
+
+
+def _name(key: Any) -> str:
+    """A key as written, or quoted with escapes where it holds a line break or another unprintable character."""
+    return str(key) if str(key).isprintable() else repr(str(key))
 
 
 def _show(value: Any) -> str:

@@ -18,7 +18,7 @@ from pipeline.core.paths import KEPT, SPLITS
 from pipeline.core.system import available_cores
 from pipeline.footage.extraction import extract_vimeo, run_clip
 from pipeline.footage.sources import VIDEO_EXTENSIONS, discover
-from pipeline.footage.windows import deal_clips, deal_vimeo_groups
+from pipeline.footage.windows import deal_clips, deal_vimeo_groups, min_clip_frames
 
 VIMEO_CHUNK = 500  # Vimeo entries per parallel task
 COLUMNS = ["triplet", "clip", "split", "status", "gap", "frame0", "frame_t", "frame1", "timestep", "height", "width",
@@ -88,9 +88,24 @@ def merge_summaries(summaries: list[dict]) -> list[dict]:
     return list(merged.values())
 
 
-def summarise(manifest: pd.DataFrame, source: Path, results: list[dict], skipped: list[dict]) -> dict:
+def too_short(report: dict, source: Path, cfg: Extract) -> str | None:
+    """Why no clip can give a train and a test triplet when every one is shorter than that needs; None otherwise."""
+    clips = [c for c in report["clips"] if c["kind"] != "vimeo"]
+    if cfg.split_by == "clip" or not clips or len(clips) < len(report["clips"]):
+        return None
+    longest, needed = max(clips, key=lambda c: c["frames"]), min_clip_frames(cfg)
+    if longest["frames"] >= needed:
+        return None
+    which = (f"{longest['clip']} has {longest['frames']} frames" if len(clips) == 1 else
+             f"its {len(clips)} clips have at most {longest['frames']} frames ({longest['clip']})")
+    return (f"{source}: the footage is too short: {which}, and a clip needs at least {needed} for a train and a test "
+            f"triplet (extract.gap {min(cfg.gap)}, test_fraction {cfg.test_fraction:g}, val_fraction "
+            f"{cfg.val_fraction:g}, guard_frames {cfg.guard_frames}); add longer footage")
+
+
+def summarise(manifest: pd.DataFrame, source: Path, results: list[dict], skipped: list[dict], cfg: Extract) -> dict:
     """``report.json``: counts per split and per reason, each clip, every skipped file; a corpus without a
-    train or test triplet stops here."""
+    train or test triplet stops here (footage too short for one says so)."""
     kept = manifest[manifest.status == KEPT]
     report = {"source": str(source), "candidates": len(manifest),
               "kept": {s: int((kept.split == s).sum()) for s in SPLITS},
@@ -99,7 +114,8 @@ def summarise(manifest: pd.DataFrame, source: Path, results: list[dict], skipped
               "skipped": skipped + [s for r in results for s in r["skipped"]]}
     for split in ("train", "test"):
         if report["kept"][split] == 0:
-            raise UserError(f"{source}: no usable {split} triplet (dropped: {json.dumps(report['dropped'])}, "
+            raise UserError(too_short(report, source, cfg) or
+                            f"{source}: no usable {split} triplet (dropped: {json.dumps(report['dropped'])}, "
                             f"skipped files: {len(report['skipped'])}); add footage or relax the extract "
                             "thresholds in params.yaml")
     return report

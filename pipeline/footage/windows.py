@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 OVER_CAP = "over_cap"
 MIN_BLOCKS = 3  # one block each for train, val and test
+MAX_SEARCH = 100_000  # frames: where the search for the shortest usable clip gives up
 BETWEEN_SPLITS = "between_splits"
 UNEVEN_TIMING = "uneven_timing"
 
@@ -110,6 +111,20 @@ def segments_for(num_frames: int, cfg: Extract) -> Segments:
     train_stop = val_start - cfg.guard_frames if val_len else val_start
     return Segments(train=(0, max(0, train_stop)), val=(max(0, val_start), max(0, val_start + val_len)),
                     test=(test_start, 2**62))  # frames past the container's count still belong to test
+
+
+def min_clip_frames(cfg: Extract) -> int:
+    """The fewest frames of a clip split by time (as any clip under three blocks is) that hold a train and a test
+    window of the smallest ``extract.gap``."""
+    span = 2 * min(cfg.gap)
+    frames = span + 1
+    while frames < MAX_SEARCH:
+        seg = segments_for(frames, cfg)
+        first_test = -(-seg.test[0] // cfg.stride) * cfg.stride
+        if seg.train[1] - span > 0 and first_test < frames - span:
+            return frames
+        frames += 1
+    return frames
 
 
 def whole_clip(split: str) -> Segments:

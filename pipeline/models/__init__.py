@@ -119,5 +119,6 @@ def check_timesteps(arch: str, timesteps: Iterable[float], where: str) -> None:
 
 
 __all__ = ["ARCHITECTURES", "AUTO", "Checkpoint", "FlowNet", "IFNetOutput", "check_timesteps", "create_model",
-           "expected_shapes", "fitting_arch", "from_batch", "identify", "load_checkpoint", "read_checkpoint",
-           "read_state_dict", "resolve_arch", "save_checkpoint", "to_batch", "with_resolved_arch", "write_state_dict"]
+           "expected_shapes", "fitting_arch", "from_batch", "identify", "load_checkpoint",
+           "read_checkpoint", "read_state_dict", "resolve_arch", "save_checkpoint", "to_batch", "with_resolved_arch",
+           "write_state_dict"]

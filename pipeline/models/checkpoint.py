@@ -19,6 +19,7 @@ from torch import nn
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import UserError
+from pipeline.core.source_paths import local_path
 
 DDP_PREFIX = "module."
 # Tensors some official files carry that only their training code used; dropped before a strict load.
@@ -39,8 +40,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Read ``path`` safely; one ``UserError`` line for a missing, unsafe, truncated or foreign file."""
-    path = Path(path)
+    """Read ``path`` safely; one ``UserError`` line for a URL, a folder, or a missing, unsafe, truncated or foreign
+    file."""
+    path = local_path(path, "checkpoint")
     if not path.is_file():
         raise UserError(f"checkpoint {path}: no such file")
     try:

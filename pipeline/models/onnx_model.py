@@ -22,6 +22,7 @@ from torch import nn
 
 from pipeline.core.atomic import atomic_path
 from pipeline.core.errors import UserError
+from pipeline.core.source_paths import local_path
 from pipeline.models.base import MIDDLE, FlowNet, in_between
 
 log = logging.getLogger("pipeline.models.onnx_model")
@@ -83,33 +84,58 @@ def export_onnx(network: FlowNet, path: Path, opset: int = OPSET) -> None:
         onnx.save(model, str(tmp))
 
 
-def load_onnx(path: Path):
+def load_onnx(named: str | Path):
     """An onnxruntime session of a graph written by :func:`export_onnx`; one line for anything else."""
     import onnxruntime as ort
 
+    path = local_path(named, "--onnx", "an .onnx file")
     if not path.is_file():
         raise UserError(f"{path}: no such ONNX file")
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: an error is reported once, as our one line
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for foreign or broken files
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a readable ONNX model ({first})") from None
+        raise UserError(f"{path}: not a readable ONNX model ({_first_line(err)})") from None
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get("producer") != PRODUCER or meta.get("layout") != LAYOUT:
-        inputs = ", ".join(f"{i.name} {i.shape}" for i in session.get_inputs())
         raise UserError(f"{path}: an ONNX model, but not one written by `python -m pipeline.export` (no {LAYOUT} "
-                        f"RIFE metadata; its inputs: {inputs})")
+                        f"RIFE metadata; its inputs: {signature(session.get_inputs())})")
+    check_signature(session, path)
     return session
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+
+
+def signature(args) -> str:
+    return ", ".join(f"{a.name} {a.shape}" for a in args)
+
+
+def check_signature(session, path: Path) -> None:
+    """The graph's inputs and outputs are the layout its metadata claims (metadata copied onto another graph is not
+    enough): one float input ``input`` of (1, 7 or 6, H, W) and one output ``output`` of (1, 3, H, W)."""
+    meta = session.get_modelmeta().custom_metadata_map
+    channels = 7 if meta.get("timestep_plane") == "true" else 6
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    fits = (len(inputs) == 1 and inputs[0].name == INPUT and inputs[0].type == "tensor(float)"
+            and len(inputs[0].shape) == 4 and inputs[0].shape[:2] == [1, channels]
+            and len(outputs) == 1 and outputs[0].name == OUTPUT and len(outputs[0].shape) == 4
+            and outputs[0].shape[:2] == [1, 3])
+    if not fits:
+        raise UserError(f"{path}: carries the {LAYOUT} metadata of `python -m pipeline.export` (RIFE "
+                        f"{meta.get('rife_arch', '?')}), but its graph is another: inputs {signature(inputs)}, "
+                        f"outputs {signature(outputs)}; expected input {INPUT} [1, {channels}, height, width] and "
+                        f"output {OUTPUT} [1, 3, height, width]. Export the checkpoint again")
 
 
 class OnnxFlowNet:
     """An exported graph behind the interface interpolate uses (``interpolate``, ``in_between``)."""
 
-    def __init__(self, session) -> None:
+    def __init__(self, session, source: Path | str = "the ONNX model") -> None:
         meta = session.get_modelmeta().custom_metadata_map
-        self.session = session
+        self.session, self.source = session, source
         self.arch = meta.get("rife_arch", "unknown")
         self.supports_timestep = meta.get("timestep_plane") == "true"
 
@@ -122,7 +148,14 @@ class OnnxFlowNet:
         elif timestep != MIDDLE:
             raise ValueError(f"RIFE {self.arch} predicts only the middle frame (timestep 0.5), got {timestep}")
         x = np.ascontiguousarray(np.concatenate(planes, axis=1), dtype=np.float32)
-        out = self.session.run([OUTPUT], {INPUT: x})[0]
+        try:
+            out = self.session.run([OUTPUT], {INPUT: x})[0]
+        except Exception as err:  # onnxruntime's own exception types: a graph that does not run on these frames
+            raise UserError(f"{self.source}: the ONNX graph failed on frames of {x.shape[3]}x{x.shape[2]} "
+                            f"({_first_line(err)})") from None
+        if out.shape != (1, 3, *x.shape[2:]):
+            raise UserError(f"{self.source}: the ONNX graph returned an array of {list(out.shape)} for frames of "
+                            f"{x.shape[3]}x{x.shape[2]}, expected [1, 3, {x.shape[2]}, {x.shape[3]}]")
         return torch.from_numpy(out).to(img0.device)
 
     def in_between(self, img0: torch.Tensor, img1: torch.Tensor, count: int, scale: float = 1.0) -> list[torch.Tensor]:

@@ -16,6 +16,7 @@ from pipeline.core.paths import EVALUATE_RESULTS
 from pipeline.scoring.batches import Predictor, score_triplets
 from pipeline.scoring.segment_plan import Segment
 from pipeline.scoring.segments import SEQUENCE_METHOD, Rebuilder, Rebuilt
+from pipeline.scoring.watch import fill_empty_previews
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -41,6 +42,7 @@ def score_with_segments(rows: pd.DataFrame, predictors: dict[str, Predictor], pa
         previews = stack.enter_context(atomic_dir(EVALUATE_RESULTS / "preview"))
         rebuilt = Rebuilder(predictors, params, set(triplet_keys(rows[shared])), videos, previews,
                             seconds).run(segments)
+        fill_empty_previews(previews, cfg.videos)
     parts = [rest]
     if shared.any():
         from_segments = pd.DataFrame([rebuilt.triplet_scores[k] for k in triplet_keys(rows[shared])],

@@ -30,6 +30,7 @@ LABEL_HEIGHT = 28  # pixels of the label bar above each panel
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 FONT_SCALE = 0.6
 PREVIEW_MS = 800  # how long each of the two preview frames is shown
+NO_PREVIEW = "none.png"  # written when no clip got a preview: git carries no empty folder, and DVC would see one
 BACKGROUND = (32, 32, 32)
 TEXT = (235, 235, 235)
 PANELS = (("ground truth", None), ("pretrained", "pretrained"), ("fine-tuned", "finetuned"))
@@ -145,3 +146,23 @@ class ClipMovie:
 
     def kill(self) -> None:
         self.writer.abort()
+
+
+def no_preview_reason(opts: VideosOpts) -> str:
+    if opts.seconds == 0:
+        return "evaluate.videos.seconds is 0"
+    if opts.max_clips == 0:
+        return "evaluate.videos.max_clips is 0"
+    return "no clip's test segment had an interpolated frame to show"
+
+
+def fill_empty_previews(folder: Path, opts: VideosOpts) -> None:
+    """Write :data:`NO_PREVIEW`, an image saying why there is no preview, into ``folder`` when it holds none, so
+    the git-tracked folder exists in every clone (an empty one is not committed and shows the stage as changed)."""
+    if any(folder.glob("*.png")):
+        return
+    lines = ["no animated preview:", no_preview_reason(opts)]
+    image = np.full((LABEL_HEIGHT * (len(lines) + 1), 480, 3), BACKGROUND, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(image, line, (10, LABEL_HEIGHT * (i + 1)), FONT, FONT_SCALE, TEXT, 1, cv2.LINE_AA)
+    cv2.imwrite(str(folder / NO_PREVIEW), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

@@ -27,7 +27,8 @@ from pipeline.core.errors import UserError
 from pipeline.core.params import Train
 from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE, TRIPLETS_DIR
 from pipeline.core.system import cpu_threads
-from pipeline.footage.views import FRAME_COLUMNS, VIEW_COLUMNS, read_view
+from pipeline.footage.triplets import split_triplets
+from pipeline.footage.views import FRAME_COLUMNS, VIEW_COLUMNS, read_plan, read_view
 from pipeline.models import check_timesteps
 from pipeline.training.losses import needs_teacher, rife_loss
 from pipeline.training.optim import PullToPretrained, drop_frozen_gradients
@@ -41,12 +42,7 @@ class TrainViews(Dataset):
     decoded and transformed when it is asked for. ``sizes[i]`` is its crop side."""
 
     def __init__(self, plan_path: Path = AUGMENTED_DIR / PLAN_FILE, frames: Path = TRIPLETS_DIR) -> None:
-        if not plan_path.is_file():
-            raise UserError(f"{plan_path}: missing; run `dvc repro augment` first")
-        plan = pd.read_csv(plan_path)  # floats (scale, jitter factors, timestep) read back exactly as written
-        missing = sorted(set(FRAME_COLUMNS + VIEW_COLUMNS) - set(plan.columns))
-        if missing:
-            raise UserError(f"{plan_path}: no column {missing[0]}; run `dvc repro augment` again")
+        plan = read_plan(plan_path, split_triplets("train", root=frames), str(frames / "manifest.csv"))
         self.frames = frames
         self.columns = {name: plan[name].to_numpy() for name in FRAME_COLUMNS + VIEW_COLUMNS}  # one array each
         self.timesteps = plan["timestep"].to_numpy(np.float32)
