@@ -50,10 +50,7 @@ def remove_leftovers(path: Path) -> None:
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
         if pid.isdigit() and not _writer_alive(int(pid), tmp.lstat().st_mtime):
-            if tmp.is_dir() and not tmp.is_symlink():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
+            _discard(tmp)
 
 
 @contextlib.contextmanager
@@ -64,7 +61,7 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
-    tmp = ""
+    tmp, held = "", False
     try:  # a stop signal that lands between mkstemp and here leaves a temporary: the next write removes it
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
         os.close(fd)
@@ -72,10 +69,11 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file ordinary permissions
         if _held is not None:
             _held.append((Path(tmp), path))
+            held = True
             return
         os.replace(tmp, path)
     finally:
-        if tmp and os.path.exists(tmp) and (_held is None or (Path(tmp), path) not in _held):
+        if tmp and not held and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -86,15 +84,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    held = False
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if _held is not None:
             _held.append((tmp, path))
+            held = True
             return
         _replace_dir(tmp, path)
     finally:
-        if tmp.exists() and (_held is None or (tmp, path) not in _held):
+        if not held and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -121,7 +121,7 @@ def output_set() -> Iterator[None]:
 
     Until then the new files wait under their temporary names; an exception or a Ctrl-C anywhere in the block
     deletes them all and leaves every previous output as it was. The renames themselves run with Ctrl-C and
-    SIGTERM blocked (a signal that arrives then is handled right after), so no interruption leaves a mix of
+    SIGTERM deferred (a signal that arrives then is handled right after), so no interruption leaves a mix of
     this run's outputs and the last one's. Output sets do not nest."""
     global _held
     if _held is not None:
