@@ -5,7 +5,8 @@ Every method of ``evaluate.methods`` (the fine-tuned and pretrained RIFE models 
 metric of ``evaluate.metrics``.
 
 Reads: ``data/triplets/`` (test split), ``models/pretrained/flownet.pkl``, ``models/finetuned/flownet.pkl``;
-params ``evaluate`` and ``train.arch``. Writes to ``results/evaluate/``:
+params ``evaluate`` (``evaluate.mixed_precision``: ``no``, float32, for official scores) and ``train.arch``.
+Writes to ``results/evaluate/``:
 
 - ``metrics.json``: mean of each metric per method; ``finetuned_minus_pretrained``, the paired difference with a
   seeded 95% bootstrap interval and the share of triplets improved; ``per_clip`` and ``per_gap``, compact
@@ -64,6 +65,10 @@ def main() -> None:
     check_timesteps(params.train.arch, rows["timestep"], "the test split of data/triplets")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     predictors = build_methods(cfg.methods, params, device)
+    if cfg.mixed_precision != "no":
+        log.warning("evaluate.mixed_precision = %s: the models run under autocast; the official scores are "
+                    "float32 (no), and %s scores count only once they differ from those by under 0.01 dB",
+                    cfg.mixed_precision, cfg.mixed_precision)
     log.info("evaluating %s", describe_rows(rows, cfg))
     segments = plan_segments(rows, params)
     seconds: dict[str, float] = {}

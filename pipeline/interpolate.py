@@ -11,7 +11,8 @@ and QuickTime play it. ``--quality master`` is lossless (10-bit 4:4:4 H.264 at q
 editors and FFmpeg-based tools; browsers, phones and QuickTime do not play it. Colour tags are copied from the
 input (BT.709 limited range where it states none).
 The network is a ``flownet.pkl`` (the fine-tuned one by default; its architecture is recognised unless
-``--arch`` names it) or, with ``--onnx``, a file written by ``python -m pipeline.export``.
+``--arch`` names it) or, with ``--onnx``, a file written by ``python -m pipeline.export``; ``--precision bf16`` or
+``fp16`` runs it under autocast (float32 warps and output).
 The output is written under a temporary name and renamed when complete; the input is never overwritten, and a
 folder is replaced only when it holds nothing but an earlier run's numbered PNGs (:mod:`pipeline.footage.outputs`).
 """
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from pipeline.core.atomic import atomic_dir, atomic_path
 from pipeline.core.errors import UserError
-from pipeline.core.params import load_params
+from pipeline.core.params import PRECISIONS, load_params
 from pipeline.core.paths import FINETUNED, PARAMS_FILE
 from pipeline.core.runner import user_facing
 from pipeline.footage.encoder import (
@@ -59,6 +60,7 @@ from pipeline.footage.video import (
 )
 from pipeline.models import ARCHITECTURES, AUTO, from_batch, load_checkpoint, to_batch
 from pipeline.models.onnx_model import OnnxFlowNet, load_onnx
+from pipeline.models.precision import FLOAT32, autocast
 
 log = logging.getLogger("pipeline.interpolate")
 
@@ -91,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--multi", type=int, default=2, help="frame-rate multiplier, 2 or more (default 2)")
     parser.add_argument("--scale", type=float, default=1.0, choices=[0.25, 0.5, 1.0],
                         help="flow resolution; 0.5 is RIFE's advice for 4K (default 1.0)")
+    parser.add_argument("--precision", default=FLOAT32, choices=PRECISIONS,
+                        help="the network under autocast to bf16 or fp16, for speed and memory on a GPU (default "
+                        "no: float32)")
     parser.add_argument("--quality", choices=QUALITIES, help=f"{DELIVERY} (default): 8-bit 4:2:0 H.264 High, "
                         "index first; plays in browsers, phones and QuickTime. "
                         f"{MASTER}: lossless (10-bit 4:4:4 H.264, or FFV1 in .mkv), for editors and FFmpeg-based "
@@ -114,6 +119,8 @@ def check_args(args: argparse.Namespace) -> Codec | None:
         raise UserError(f"--multi {args.multi}: the frame rate multiplier must be 2 or more")
     if args.cut_threshold is not None and not 0 < args.cut_threshold <= 1:
         raise UserError(f"--cut-threshold {args.cut_threshold}: must be in (0, 1]")
+    if args.onnx is not None and args.precision != FLOAT32:
+        raise UserError(f"--precision {args.precision}: the exported ONNX graph runs in float32 only")
     return codec
 
 
@@ -145,8 +152,8 @@ def load_model(args: argparse.Namespace, device: torch.device) -> Interpolator:
     if not model.supports_timestep and args.multi & (args.multi - 1):
         raise UserError(f"--multi {args.multi}: {source} is RIFE {model.arch}, which predicts middle "
                         "frames only; use a power of two (2, 4, 8)")
-    log.info("%s: RIFE %s on %s, %dx frames, flow scale %g", source, model.arch,
-             "onnxruntime" if args.onnx else device.type, args.multi, args.scale)
+    log.info("%s: RIFE %s on %s, %dx frames, flow scale %g, mixed precision %s", source, model.arch,
+             "onnxruntime" if args.onnx else device.type, args.multi, args.scale, args.precision)
     return model
 
 
@@ -220,13 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     threshold = cut_threshold(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args, device)
-    if codec is not None:
-        count, cuts = write_video(args, codec, model, info, threshold, device)
-    else:
-        with atomic_dir(args.output) as tmp:
-            sink = PngSink(tmp)
-            cuts = interpolate_video(model, args.input, sink, args.multi, args.scale, threshold, device, info.frames)
-        count = sink.count
+    with autocast(args.precision, device, "--precision"):
+        if codec is not None:
+            count, cuts = write_video(args, codec, model, info, threshold, device)
+        else:
+            with atomic_dir(args.output) as tmp:
+                sink = PngSink(tmp)
+                cuts = interpolate_video(model, args.input, sink, args.multi, args.scale, threshold, device,
+                                         info.frames)
+            count = sink.count
     log.info("%d scene cut(s) met (cut threshold %g): the in-between frames there repeat the nearer frame",
              cuts, threshold)
     log.info("wrote %s: %d frames at %s fps (%.3f)", args.output, count, Fraction(info.rate * args.multi),

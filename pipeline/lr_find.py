@@ -1,9 +1,9 @@
 """Stage ``lr_find``: a learning-rate range test from the pretrained weights.
 
 Reads: ``data/augmented/plan.csv`` and the frames of ``data/triplets/`` it names, ``models/pretrained/flownet.pkl``;
-params ``base``, ``train`` (architecture, batch, groups, optimizer, loss, loader workers) and ``lr_find``. Writes
-``results/lr_find/``: ``curve.tsv`` (rate, loss and smoothed loss at each step; a dvc plot), ``metrics.json`` (the
-suggested rates) and ``lr_find.png``.
+params ``base``, ``train`` (architecture, batch, groups, optimizer, loss, loader workers, mixed precision) and
+``lr_find``. Writes ``results/lr_find/``: ``curve.tsv`` (rate, loss and smoothed loss at each step; a dvc plot),
+``metrics.json`` (the suggested rates) and ``lr_find.png``.
 
 The base rate grows exponentially from ``min_lr`` to ``max_lr``, one training step at each rate (every group
 at its multiple of it, as in training; ``train.freeze`` does not apply: the test probes every group); the loss is
@@ -42,7 +42,8 @@ log = logging.getLogger("pipeline.lr_find")
 
 # the params this stage reads: its `params:` in dvc.yaml (their cross-field checks run here)
 PARAMS = ("base", "train.arch", "train.batch_size", "train.groups", "train.optimizer", "train.weight_decay",
-          "train.grad_clip", "train.loss", "train.num_workers", "train.threads", "train.cpu_isa", "lr_find")
+          "train.grad_clip", "train.loss", "train.num_workers", "train.threads", "train.cpu_isa",
+          "train.mixed_precision", "lr_find")
 
 MIN_STEPS_BEFORE_STOP = 5  # the smoothed loss is too noisy to call divergence over the first few steps
 SETTLING_SHARE = 0.1  # the first tenth of the curve (at least MIN_STEPS_BEFORE_STOP) is left out of suggestions:

@@ -9,9 +9,10 @@ bootstrap interval).
 
 Run it as dvc.yaml does, ``python -m pipeline.train [accelerate launch flags]``: it checks params.yaml and the
 checkpoint, then starts itself under ``accelerate launch`` (``accelerate launch -m pipeline.train`` works too).
-Hardware (CPU, GPUs, machines, mixed precision) comes from those flags or ``accelerate config``, never from
-params.yaml. Interrupted runs resume from ``state/train/`` when the stage is run again with the same params and
-data.
+Hardware (CPU, GPUs, machines) comes from those flags or ``accelerate config``, never from params.yaml; mixed
+precision comes from ``train.mixed_precision`` (it changes the weights, so DVC tracks it), unless a
+``--mixed_precision`` flag says otherwise. Interrupted runs resume from ``state/train/`` when the stage is run
+again with the same params and data.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main() -> None:
         load_checkpoint(PRETRAINED, params.train.arch)  # a checkpoint that does not fit stops here, in one line
         if "OMP_NUM_THREADS" in os.environ:  # the launcher replaces it; the worker honours the user's value
             os.environ[USER_THREADS] = os.environ["OMP_NUM_THREADS"]
-        launch("pipeline.train", sys.argv[1:])
+        launch("pipeline.train", sys.argv[1:], params.train.mixed_precision)
         return
     accelerator = make_accelerator(params.train, log_with="dvclive")
     threads = use_threads(accelerator, params.train.threads)

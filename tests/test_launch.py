@@ -3,6 +3,7 @@ out where no flag or config sets them, so the launcher prints no warning about d
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from accelerate.commands import config
 from accelerate.commands.launch import launch_command_parser
 
+from pipeline.core.errors import UserError
 from pipeline.training import launch
 from pipeline.training.launch import launch_flags
 from tests.helpers import ENV, ROOT
@@ -46,8 +48,9 @@ def test_several_gpus_get_a_process_each_as_accelerate_would_choose(no_config, m
 
 def test_an_accelerate_config_decides_what_the_flags_leave_open(no_config):
     no_config.write_text("compute_environment: LOCAL_MACHINE\n")
-    assert launch_flags(["--num_processes", "2"], "m") == ["--num_processes", "2", "-m", "m"]
-    assert launch_flags(["--config_file", "mine.yaml"], "m") == ["--config_file", "mine.yaml", "-m", "m"]
+    precision = ["--mixed_precision", "no"]  # train.mixed_precision, over the config's
+    assert launch_flags(["--num_processes", "2"], "m") == ["--num_processes", "2", *precision, "-m", "m"]
+    assert launch_flags(["--config_file", "mine.yaml"], "m") == ["--config_file", "mine.yaml", *precision, "-m", "m"]
     # --cpu makes the launcher ignore the default config file (not one named by --config_file)
     assert launch_flags(["--cpu"], "m") == ["--cpu", "--num_processes", "1", *DEFAULTS, "-m", "m"]
 
@@ -59,3 +62,30 @@ def test_the_launcher_prints_no_warning_about_defaults(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() and "not passed to `accelerate launch`" not in done.stdout + done.stderr
+
+
+def test_the_launch_carries_train_mixed_precision_unless_the_users_flag_sets_one(no_config):
+    flags = launch_flags([], "pipeline.train", "bf16")
+    assert flags == ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend",
+                     "no", "-m", "pipeline.train"]
+    assert launch_command_parser().parse_args(flags).mixed_precision == "bf16"
+    assert launch_flags(["--mixed_precision", "fp16"], "m", "bf16").count("--mixed_precision") == 1
+    no_config.write_text("compute_environment: LOCAL_MACHINE\nmixed_precision: 'no'\n")  # `accelerate config`'s
+    assert launch_command_parser().parse_args(launch_flags([], "m", "bf16")).mixed_precision == "bf16"
+
+
+def test_a_precision_the_launcher_refuses_is_one_line(no_config, monkeypatch):
+    import accelerate.commands.launch as accelerate_launch
+
+    def refuse(args):
+        raise ValueError("bf16 mixed precision requires PyTorch >= 1.10 and a supported device.")
+
+    monkeypatch.setattr(accelerate_launch, "launch_command", refuse)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(UserError) as caught:
+            launch.launch("m", [], "bf16")
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert str(caught.value) == ("mixed precision bf16 (train.mixed_precision or --mixed_precision): bf16 mixed "
+                                 "precision requires PyTorch >= 1.10 and a supported device; use no")

@@ -33,6 +33,9 @@ REQUIRED_METRICS = ("psnr", "ssim")  # the headline pair in metrics.json; the pl
 
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "exponential", "polynomial",
              "cosine_restarts", "cyclic", "one_cycle", "plateau")
+# train.mixed_precision and evaluate.mixed_precision: float32 throughout, or autocast to bfloat16 or float16
+# (pipeline.models.precision maps them to torch's types)
+PRECISIONS = ("no", "bf16", "fp16")
 # the schedules that start with train.warmup_steps (the others ignore it; pipeline.training.schedules)
 WARMUP_SCHEDULES = tuple(s for s in SCHEDULES if s not in ("constant", "cyclic", "one_cycle"))
 
@@ -208,6 +211,9 @@ class Train:
     num_workers: int = field(metadata=bounds(0))
     threads: int = field(metadata=bounds(0))  # intra-op CPU threads of each training process; 0 = every core
     cpu_isa: str = field(metadata=choice("avx2", "native"))  # the CPU kernels' instruction set (same on any x86)
+    # the network's forward under autocast (losses, warps, weights and checkpoints stay float32); Accelerate's
+    # own --mixed_precision flag, given to `python -m pipeline.train`, wins over it
+    mixed_precision: str = field(metadata=choice(*PRECISIONS))
     l2sp: float = field(metadata=bounds(0.0))  # pull towards the pretrained weights (decoupled L2-SP); 0 = off
 
 
@@ -243,6 +249,7 @@ class Evaluate:
     round_prediction: bool  # round to uint8 before the metrics, as RIFE's benchmark scripts do
     batch_size: int = field(metadata=bounds(1))  # triplets of one size and timestep per model call (pixel-capped)
     scale: WordOrNumber = field(metadata=choice("auto", 1.0, 0.5, 0.25))  # the model's flow scale; auto: by frame size
+    mixed_precision: str = field(metadata=choice(*PRECISIONS))  # the models' forward under autocast; no: float32
     max_triplets: int = field(metadata=bounds(0))  # 0 = the whole test split
     bootstrap_samples: int = field(metadata=bounds(100))
     bootstrap_seed: int = field(metadata=bounds(0))

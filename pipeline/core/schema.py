@@ -130,6 +130,8 @@ def _scalar(hint: type, value: Any, key: str, meta: dict, source: str) -> Any:
         if value != value or value in (float("inf"), float("-inf")):
             raise bad
     elif hint is str:
+        if value is False and "no" in meta.get("choices", ()):
+            value = "no"  # PyYAML reads an unquoted `no` as false (YAML 1.1), and DVC's --set-param writes it so
         if not isinstance(value, str) or not value.strip():
             raise bad
     elif hint == WordOrNumber:

@@ -91,7 +91,8 @@ class FlowNet(nn.Module):
         multiple = self.multiple(scale)
         pad = (0, (multiple - width % multiple) % multiple, 0, (multiple - height % multiple) % multiple)
         img0, img1 = (F.pad(x, pad).contiguous(memory_format=self.memory_format()) for x in (img0, img1))
-        return self(img0, img1, timestep=timestep, scale=scale).prediction[:, :, :height, :width].contiguous()
+        prediction = self(img0, img1, timestep=timestep, scale=scale).prediction  # float32 under autocast too
+        return prediction[:, :, :height, :width].float().contiguous()
 
     def memory_format(self) -> torch.memory_format:
         """``channels_last`` once the network was moved to it (faster convolutions on CPU: see

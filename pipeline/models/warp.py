@@ -11,8 +11,10 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
     Bilinear, border padding and ``align_corners=True``, the convention RIFE's weights were trained with.
     The sampling grid is built per call, directly in grid_sample's (B,H,W,2) layout: no global cache keyed
-    on shapes and devices, and no copy to reorder the channels.
+    on shapes and devices, and no copy to reorder the channels. It is computed in float32 whatever the inputs
+    (under mixed precision, a bfloat16 grid on a 4K frame would be off by up to 8 pixels), and so is the result.
     """
+    image, flow = image.float(), flow.float()
     height, width = flow.shape[2:]
     xs = torch.linspace(-1.0, 1.0, width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
     ys = torch.linspace(-1.0, 1.0, height, device=flow.device, dtype=flow.dtype).view(1, height, 1)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from pipeline.footage.triplets import read_triplet
 from pipeline.models import from_batch, to_batch
+from pipeline.models.precision import FLOAT32, autocast
 from pipeline.scoring.metrics import METRICS, prediction_to_255
 
 # (I0, I1) as (B,H,W,3) uint8 RGB, and t -> the frames at time t as (B,H,W,3) float in [0, 1]
@@ -36,13 +37,17 @@ def model_scale(setting: str | float, height: int, width: int) -> float:
     return 1.0 if height * width <= FULL_SCALE_MAX_PIXELS else LARGE_FRAME_SCALE
 
 
-def model_predictor(model: nn.Module, device: torch.device, scale: str | float = 1.0) -> Predictor:
-    """A :data:`Predictor` running ``model.interpolate`` on ``device`` (padding is the model's own)."""
+def model_predictor(model: nn.Module, device: torch.device, scale: str | float = 1.0,
+                    precision: str = FLOAT32) -> Predictor:
+    """A :data:`Predictor` running ``model.interpolate`` on ``device`` (padding is the model's own), under autocast
+    at ``precision`` (``evaluate.mixed_precision``; the prediction comes back as float32)."""
+    autocast(precision, device, "evaluate.mixed_precision")  # one line now where the device cannot run it
 
     @torch.inference_mode()
     def predict(img0: np.ndarray, img1: np.ndarray, timestep: float) -> np.ndarray:
-        pred = model.interpolate(to_batch(img0, device), to_batch(img1, device), timestep=timestep,
-                                 scale=model_scale(scale, *img0.shape[1:3]))
+        with autocast(precision, device, "evaluate.mixed_precision"):
+            pred = model.interpolate(to_batch(img0, device), to_batch(img1, device), timestep=timestep,
+                                     scale=model_scale(scale, *img0.shape[1:3]))
         return from_batch(pred)
 
     return predict

@@ -68,7 +68,7 @@ def dis_flow(img0: np.ndarray, img1: np.ndarray, timestep: float) -> np.ndarray:
 def checkpoint_method(path: Path) -> MethodBuilder:
     def build(params: Params, device: torch.device) -> Predictor:
         model = load_checkpoint(path, params.train.arch).for_inference(device)
-        return model_predictor(model, device, params.evaluate.scale)
+        return model_predictor(model, device, params.evaluate.scale, params.evaluate.mixed_precision)
     return build
 
 

@@ -103,7 +103,7 @@ def fit(params: Params, accelerator: Accelerator) -> Fitted:
     checkpoint of an interrupted run with the same params and data; curves go to the run's dvclive folder."""
     cfg = params.train
     run = prepare(params, accelerator)
-    key = fingerprint(params.lr, params.base, cfg, accelerator.num_processes,
+    key = fingerprint(params.lr, params.base, cfg, accelerator.num_processes, accelerator.mixed_precision,
                       files=(PRETRAINED, AUGMENTED_DIR / PLAN_FILE, TRIPLETS_DIR / "manifest.csv"))
     state = TrainState(accelerator, key)
     start = state.restore()
@@ -137,8 +137,8 @@ def step_loop(params: Params, run: Run, state: TrainState, start: int) -> None:
         terms = train_step(run.model, run.optimizer, batch_iter, cfg, accelerator, frozen, run.pull)
         if not math.isfinite(terms["total"]):
             raise UserError(f"training loss is not finite at step {step} (lr {max(lrs.values()):g}): the "
-                            "learning rate is likely too high; lower lr. The previous fine-tuned model and its "
-                            "results are kept")
+                            f"learning rate is likely too high; lower lr{overflow_hint(accelerator)}. The previous "
+                            "fine-tuned model and its results are kept")
         run.scheduler.step()
         if run.ema is not None:
             run.ema.update_parameters(accelerator.unwrap_model(run.model))
@@ -158,6 +158,13 @@ def step_loop(params: Params, run: Run, state: TrainState, start: int) -> None:
             break
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             state.save(done)
+
+
+def overflow_hint(accelerator: Accelerator) -> str:
+    """fp16 holds values up to 65504 only: a network whose activations pass it gives an infinite loss."""
+    if accelerator.mixed_precision != "fp16":
+        return ""
+    return " (or fp16 overflowed: try train.mixed_precision bf16 or no)"
 
 
 def record_val_gain(accelerator: Accelerator, val_gain: ValidationGain) -> None:

@@ -8,6 +8,7 @@ block of values "not passed to `accelerate launch`" on every run."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -16,7 +17,7 @@ import sys
 
 import torch
 
-from pipeline.core.errors import EXIT_INTERRUPTED
+from pipeline.core.errors import EXIT_INTERRUPTED, UserError
 from pipeline.core.system import child_pids
 
 LAUNCHED_BY_ACCELERATE = "ACCELERATE_DYNAMO_BACKEND"  # set by `accelerate launch` for every process it starts
@@ -29,7 +30,8 @@ def launched() -> bool:
 
 
 # Accelerate's defaults for a launch without a config, which it announces with a warning when they are not passed:
-# one machine, no mixed precision, no torch.compile backend (one process per device is counted in launch_flags)
+# one machine, no mixed precision (replaced by train.mixed_precision), no torch.compile backend (one process per
+# device is counted in launch_flags)
 QUIET_DEFAULTS = {"num_machines": "1", "mixed_precision": "no", "dynamo_backend": "no"}
 EXCLUSIVE_LAUNCHERS = ("multi_gpu", "cpu", "tpu", "use_deepspeed", "use_fsdp")  # at most one of these per launch
 
@@ -41,26 +43,32 @@ def device_count() -> int:
     return torch.cuda.device_count()  # torch before 2.6
 
 
-def launch_flags(user_flags: list[str], module: str) -> list[str]:
-    """The launcher's arguments for ``python -m <module>``: the user's flags, then, where neither they nor an
-    accelerate config decide, what Accelerate would default to, spelled out: one process per device (one on a CPU),
-    one machine, no mixed precision, no dynamo backend."""
+def launch_flags(user_flags: list[str], module: str, mixed_precision: str = "no") -> list[str]:
+    """The launcher's arguments for ``python -m <module>``: the user's flags; ``--mixed_precision`` set to
+    ``mixed_precision`` (the param) unless they set it, over an accelerate config's; then, where neither they nor
+    a config decide, what Accelerate would default to, spelled out: one process per device (one on a CPU), one
+    machine, no dynamo backend."""
     from accelerate.commands import config
     from accelerate.commands.launch import launch_command_parser
 
     given = launch_command_parser().parse_args([*user_flags, "-m", module])
+    precision = {"mixed_precision": mixed_precision}
     if given.config_file is not None or (os.path.isfile(config.default_config_file) and not given.cpu):
-        return [*user_flags, "-m", module]  # the config fills what the flags leave open, without a warning
+        # the config fills what the flags leave open, without a warning
+        return [*user_flags, *unset_flags(given, precision), "-m", module]
     extra = []
     if given.num_processes is None:
         devices = 0 if given.cpu else device_count()
         extra += ["--num_processes", str(max(devices, 1))]
         if devices > 1 and not any(getattr(given, name) for name in EXCLUSIVE_LAUNCHERS):
             extra.append("--multi_gpu")  # what Accelerate switches on itself when it finds several devices
-    for name, value in QUIET_DEFAULTS.items():
-        if getattr(given, name) is None:
-            extra += [f"--{name}", value]
+    extra += unset_flags(given, {**QUIET_DEFAULTS, **precision})
     return [*user_flags, *extra, "-m", module]
+
+
+def unset_flags(given: argparse.Namespace, values: dict[str, str]) -> list[str]:
+    """``--name value`` for each of ``values`` that the parsed launcher flags ``given`` leave unset."""
+    return [part for name, value in values.items() if getattr(given, name) is None for part in (f"--{name}", value)]
 
 
 def forward_to_children(signum: int, frame) -> None:
@@ -69,12 +77,13 @@ def forward_to_children(signum: int, frame) -> None:
             os.kill(pid, signum)
 
 
-def launch(module: str, launcher_flags: list[str]) -> None:
-    """Start ``python -m <module>`` under ``accelerate launch`` (with the given launcher flags and the user's
-    ``accelerate config``), and pass on its exit code without the launcher's own traceback."""
+def launch(module: str, launcher_flags: list[str], mixed_precision: str = "no") -> None:
+    """Start ``python -m <module>`` under ``accelerate launch`` (with the given launcher flags, the user's
+    ``accelerate config`` and ``mixed_precision`` where the flags set none), and pass on its exit code without the
+    launcher's own traceback."""
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    args = launch_command_parser().parse_args(launch_flags(launcher_flags, module))
+    args = launch_command_parser().parse_args(launch_flags(launcher_flags, module, mixed_precision))
     # A scheduler's SIGTERM often reaches only this process: pass it on, so the workers stop as after Ctrl-C
     signal.signal(signal.SIGTERM, forward_to_children)
     try:
@@ -84,6 +93,9 @@ def launch(module: str, launcher_flags: list[str]) -> None:
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)  # the worker has said what happened
     except Exception as err:  # multi-GPU launches report a failed worker with their own exception types
+        if isinstance(err, ValueError) and "mixed precision" in str(err):  # the launcher's check, before any worker
+            raise UserError(f"mixed precision {args.mixed_precision} (train.mixed_precision or --mixed_precision): "
+                            f"{str(err).rstrip('.')}; use no") from None
         print(f"error: training failed in a worker process ({type(err).__name__}); see its messages above",
               file=sys.stderr)
         sys.exit(1)

@@ -115,17 +115,47 @@ class SizeGroupedBatches(Sampler[list[int]]):
             yield groups[i]
 
 
+LAUNCHER_PRECISION = "ACCELERATE_MIXED_PRECISION"  # what `accelerate launch` passes its processes
+
+
 def make_accelerator(cfg: Train, log_with: str | None = None) -> Accelerator:
-    """The Accelerator of a run: gradient accumulation from ``train.grad_accum_steps``, a seedable sampler."""
+    """The Accelerator of a run: gradient accumulation from ``train.grad_accum_steps``, a seedable sampler, and
+    mixed precision (:func:`run_precision`): the network's forward under autocast, with fp16's loss scaling."""
     # Without the teacher loss, block_tea gets no gradient: DDP must be told to expect unused parameters.
     unused = DistributedDataParallelKwargs(find_unused_parameters=not needs_teacher(cfg.loss))
-    return Accelerator(
-        gradient_accumulation_plugin=GradientAccumulationPlugin(
-            num_steps=cfg.grad_accum_steps, sync_with_dataloader=False),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        kwargs_handlers=[unused],
-        log_with=log_with,
-    )
+    precision = run_precision(cfg)
+    try:
+        accelerator = Accelerator(
+            gradient_accumulation_plugin=GradientAccumulationPlugin(
+                num_steps=cfg.grad_accum_steps, sync_with_dataloader=False),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            kwargs_handlers=[unused],
+            log_with=log_with,
+            mixed_precision=precision,
+        )
+    except ValueError as err:  # e.g. "bf16 mixed precision requires a supported device."
+        if "mixed precision" not in str(err):
+            raise
+        raise UserError(f"train.mixed_precision = {precision}: {str(err).rstrip('.')}; use no") from None
+    if precision == "fp16" and accelerator.device.type == "cpu":
+        # Accelerate neither autocasts nor scales the loss on a CPU: the run would train in float32 unannounced
+        raise UserError("train.mixed_precision = fp16 runs on a GPU only (on a CPU, Accelerate would train in "
+                        "float32); use bf16 or no")
+    if precision == "bf16" and accelerator.device.type == "cpu" and cfg.cpu_isa == "avx2":
+        log.warning("train.mixed_precision = bf16 on a CPU capped at AVX2 (train.cpu_isa = avx2), which has no "
+                    "bf16 instructions: its convolutions run many times slower than float32; set train.cpu_isa: "
+                    "native on a CPU with AVX-512 BF16 or AMX, or use no")
+    return accelerator
+
+
+def run_precision(cfg: Train) -> str:
+    """``train.mixed_precision``, unless ``accelerate launch`` started this process with another: its own
+    ``--mixed_precision`` flag (or ``accelerate config``, for ``accelerate launch -m pipeline.train``) wins."""
+    precision = os.environ.get(LAUNCHER_PRECISION, cfg.mixed_precision)
+    if precision != cfg.mixed_precision:
+        log.warning("mixed precision %s, from the launcher's --mixed_precision or accelerate config; "
+                    "train.mixed_precision = %s is not used", precision, cfg.mixed_precision)
+    return precision
 
 
 USER_THREADS = "PIPELINE_USER_OMP_NUM_THREADS"  # the user's OMP_NUM_THREADS, passed past the launcher
@@ -201,13 +231,13 @@ def train_step(model, optimizer, batch_iter, cfg: Train, accelerator: Accelerato
             finite = accelerator.gather(torch.isfinite(terms["total"].detach()).reshape(1)).all()
             if not finite:
                 return {"total": math.nan}
-            accelerator.backward(terms["total"])
+            accelerator.backward(terms["total"])  # fp16: the loss scaled, so small gradients stay above zero
             if accelerator.sync_gradients:
                 drop_frozen_gradients(optimizer, frozen)
-                if cfg.grad_clip > 0:
+                if cfg.grad_clip > 0:  # fp16: unscales the gradients first, so the norm is the true one
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            if pull is not None and accelerator.sync_gradients:
+            optimizer.step()  # fp16: skipped where a gradient overflowed, and the loss scale lowered
+            if pull is not None and accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
                 pull.step(frozen)
             optimizer.zero_grad()
         for name, value in terms.items():

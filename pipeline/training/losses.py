@@ -1,6 +1,9 @@
-"""Training losses of RIFE: Laplacian-pyramid L1, teacher reconstruction and flow distillation."""
+"""Training losses of RIFE: Laplacian-pyramid L1, teacher reconstruction and flow distillation, computed in
+float32 whatever precision the network ran in (a bfloat16 difference of two close frames keeps 2-3 digits)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -55,8 +58,18 @@ def needs_teacher(weights: Loss) -> bool:
     return weights.teacher > 0 or weights.distill > 0
 
 
+def in_float32(out: IFNetOutput) -> IFNetOutput:
+    """``out`` with every tensor as float32 (a network under autocast may hand back lower-precision ones)."""
+    def cast(value):
+        if isinstance(value, list):
+            return [v.float() for v in value]
+        return value.float() if isinstance(value, torch.Tensor) else value
+    return dataclasses.replace(out, **{f.name: cast(getattr(out, f.name)) for f in dataclasses.fields(out)})
+
+
 def rife_loss(out: IFNetOutput, gt: torch.Tensor, weights: Loss) -> dict[str, torch.Tensor]:
-    """Weighted loss terms and their sum under ``total``."""
+    """Weighted loss terms and their sum under ``total``, in float32."""
+    out, gt = in_float32(out), gt.float()
     terms = {"laplacian": laplacian_l1(out.prediction, gt)}
     if out.teacher_prediction is not None:
         terms["teacher"] = laplacian_l1(out.teacher_prediction, gt)
