@@ -91,6 +91,10 @@ class Loss:
     laplacian: float = field(metadata=bounds(0.0))  # Laplacian-pyramid L1 on the student's prediction
     teacher: float = field(metadata=bounds(0.0))  # the same on the teacher (block_tea) prediction
     distill: float = field(metadata=bounds(0.0))  # flow distillation from teacher to student
+    # terms that keep detail, on the student's prediction (0 = off, not computed: RIFE's loss exactly)
+    census: float = field(metadata=bounds(0.0))  # soft census (ternary) of the 7x7 neighbourhood on grey
+    gradient: float = field(metadata=bounds(0.0))  # L1 between the finite differences (edges)
+    charbonnier: float = field(metadata=bounds(0.0))  # sqrt(d^2 + eps^2) - eps per pixel
 
 
 @dataclass(frozen=True)
