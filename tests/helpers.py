@@ -203,11 +203,14 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def new_project(root: Path, params: dict | None = None, commit: bool = True) -> Path:
-    """A user's fresh clone in ``root``: the project files with the tiny settings (:data:`TINY`, then ``params``
-    on top, section by section), in a new git repository with DVC initialised, committed."""
+def new_project(root: Path, params: dict | None = None, commit: bool = True, tiny: bool = True) -> Path:
+    """A user's fresh clone in ``root``: the project files with the tiny settings (:data:`TINY`, unless ``tiny``
+    is False: the defaults), then ``params`` on top, section by section, in a new git repository with DVC
+    initialised; committed unless ``commit`` is False (for a test that adds files of its own first)."""
+    root.mkdir(parents=True, exist_ok=True)
     copy_project(root)
-    tiny_params(root)
+    if tiny:
+        tiny_params(root)
     if params:
         merged = yaml.safe_load((root / "params.yaml").read_text())
         for section, values in params.items():

@@ -49,7 +49,15 @@ def test_a_failure_inside_an_output_set_keeps_every_old_output_and_no_temporary(
     assert (tmp_path / "a.txt").read_text() == "old"
 
 
-def test_a_stop_signal_during_publishing_waits_until_the_set_is_complete(tmp_path, monkeypatch):
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C's own handler for the test, also where the suite was started with SIGINT ignored (`make test &`)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_stop_signal_during_publishing_waits_until_the_set_is_complete(tmp_path, monkeypatch, ctrl_c_raises):
     replace = os.replace
     calls = []
 
@@ -94,7 +102,8 @@ def test_interrupted_at_any_point_the_outputs_are_all_old_or_all_new(tmp_path):
 
     def start(value: str) -> tuple[subprocess.Popen, float]:
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out), value], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+                                stderr=subprocess.DEVNULL, text=True,  # SIGINT as in a terminal, even under `&`
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         proc.stdout.readline()
         return proc, time.monotonic()
 

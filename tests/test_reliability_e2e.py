@@ -76,6 +76,10 @@ def test_a_failing_stage_keeps_its_previous_outputs(project, stage, paths, chang
     if stage == "train":
         assert "state/train" not in done.stderr  # no pointer to a checkpoint that a failed run never wrote
     sh(root, "git", "checkout", "params.yaml")
+    # check_sources accepted the changed sources before fetch or extract failed, and DVC recorded that run; going
+    # back takes its earlier run from the run-cache, and nothing runs again
+    back = sh(root, "dvc", "repro")
+    assert "Running stage" not in back.stdout + back.stderr
     assert "up to date" in sh(root, "dvc", "status").stdout
 
 
@@ -84,12 +88,13 @@ def test_a_failing_stage_keeps_its_previous_outputs(project, stage, paths, chang
      "sources.checkpoint models/pretrained/flownet.pk: no such file"),
     ("fetch", lambda p: p["sources"].update(checkpoint="rife-hdv3"), "sources.checkpoint rife-hdv3: no such file"),
     ("fetch", lambda p: p["sources"].update(checkpoint="https://example.com/flownet.pkl"), "a URL"),
-    ("fetch", lambda p: p["sources"].update(checkpoint="models/pretrained"), "models/pretrained: is a folder"),
+    ("fetch", lambda p: p["sources"].update(checkpoint="runs"), "runs: is a folder"),  # a training run's folder
     ("extract", lambda p: p["sources"].update(videos="data/dmeo"), "sources.videos data/dmeo: no such folder"),
 ], ids=["checkpoint-typo", "checkpoint-old-name", "checkpoint-url", "checkpoint-folder", "videos-typo"])
 def test_a_missing_source_stops_before_dvc_deletes_any_output(project, target, change, fragment):
     """DVC deletes a stage's outputs before it finds a dependency missing; check_sources runs first."""
     root = project
+    (root / "runs").mkdir(exist_ok=True)
     kept = ("data/demo", "models/pretrained/flownet.pkl", "data/triplets")
     before = digest(root, *kept)
     set_params(root, change)
@@ -109,7 +114,8 @@ def test_evaluate_stopped_after_scoring_keeps_the_whole_previous_set(project):
     before = digest(root, "results/evaluate")
     set_params(root, lambda p: p["evaluate"].update(bootstrap_samples=300))
     proc = subprocess.Popen(["dvc", "repro", "evaluate"], cwd=root, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,  # SIGINT as in a
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # terminal, even under &
     lines = []
     for line in proc.stdout:
         lines.append(line)

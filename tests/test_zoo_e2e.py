@@ -6,11 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from pipeline.models import expected_shapes
 from tests.golden import seeded_state
-from tests.helpers import TINY, copy_project, lr_curve, sh
+from tests.helpers import lr_curve, new_project, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo clips
 
@@ -18,19 +17,12 @@ EXTRAS = {"teacher.conv0.0.0.weight": torch.ones(4), "caltime.0.weight": torch.o
 
 
 def test_a_4_26_checkpoint_fine_tunes_on_every_timestep_and_keeps_its_keys(tmp_path):
-    root = tmp_path / "project"
-    root.mkdir()
-    copy_project(root)
+    root = new_project(tmp_path / "project", {"sources": {"checkpoint": "flownet_v4.26.pkl"},
+                                              "extract": {"gap": 2, "timesteps": "all"}}, commit=False)
     state = {f"module.{k}": v for k, v in {**seeded_state(expected_shapes("4.26")), **EXTRAS}.items()}
     torch.save(state, root / "flownet_v4.26.pkl")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section] = {**params[section], **values} if isinstance(values, dict) else values
-    params["sources"]["checkpoint"] = "flownet_v4.26.pkl"
-    params["extract"].update(gap=2, timesteps="all")
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (("git", "init", "-q"), ("dvc", "init", "-q"), ("git", "add", "-A"), ("git", "commit", "-qm", "p")):
-        sh(root, *cmd)
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "project")
     done = sh(root, "dvc", "repro", "train")
     assert "RIFE 4.26" in done.stdout + done.stderr  # fetch recognised it
     timesteps = set(pd.read_csv(root / "data/augmented/plan.csv")["timestep"].round(3))
