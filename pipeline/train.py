@@ -60,7 +60,8 @@ def main() -> None:
     if accelerator.is_main_process:
         net, step = fitted.kept(params.train.keep)
         if step is not None:
-            log.info("keeping the weights of step %d (val PSNR %.3f dB)", step, fitted.best.best_psnr)
+            vmaf = "" if fitted.best.best_vmaf is None else f", VMAF {fitted.best.best_vmaf:.3f}"
+            log.info("keeping the weights of step %d (val PSNR %.3f dB%s)", step, fitted.best.best_psnr, vmaf)
         with output_set():  # the weights and their curves are replaced together
             save_checkpoint(net, FINETUNED, extras=read_checkpoint(PRETRAINED).extras)
             publish_curves(TRAIN_LIVE, TRAIN_RESULTS)

@@ -11,15 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from accelerate import Accelerator
 from torch import nn
 
 from pipeline.core import params as params_module
 from pipeline.core.params import load_params
+from pipeline.footage.triplets import read_triplet
 from pipeline.scoring.batches import model_predictor, model_scale, same_size_chunks, score_rows, score_triplets
 from pipeline.scoring.interpolators import METHODS, blend, dis_flow, repeat_nearer
-from pipeline.scoring.metrics import METRICS, psnr
+from pipeline.scoring.metrics import METRICS, prediction_to_255, psnr
 from pipeline.scoring.plots import pick_examples
 from pipeline.scoring.summary import OTHER_CLIPS, motion_buckets, summarise, triplet_table
+from pipeline.training import validation
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, write_params
 
 BASELINES = {"repeat": repeat_nearer, "blend": blend, "dis_flow": dis_flow}
@@ -132,6 +135,28 @@ def test_train_validation_scores_are_the_shared_scores(triplet_dir):
     assert model.calls == [(2, 48, 64, 0.5, 1.0), (1, 32, 40, 0.5, 1.0)]  # full scale, whatever evaluate uses
     table = score_triplets(rows, {"m": model_predictor(model, torch.device("cpu"))}, ("psnr", "ssim"), True)
     assert scores == list(zip(table.m_psnr, table.m_ssim, strict=True))
+
+
+def test_train_validation_scores_vmaf_on_the_first_rows_as_a_clip(triplet_dir, monkeypatch):
+    """val/vmaf: the predictions of the first ``vmaf_triplets`` rows, rounded as the PSNR's are, in manifest order
+    against their targets (clip_vmaf itself is tested in test_segments.py)."""
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def fake_clip_vmaf(pairs):
+        seen.extend(pairs)
+        return 42.0
+
+    monkeypatch.setattr(validation, "clip_vmaf", fake_clip_vmaf)
+    model, accelerator = RecordingModel(), Accelerator(cpu=True)
+    scores, psnrs = validation.validate(model, triplet_dir, 2, accelerator)
+    assert "val/vmaf" not in scores and not seen and len(psnrs) == 4
+    scores, psnrs = validation.validate(model, triplet_dir, 2, accelerator, vmaf_triplets=3)
+    assert scores["val/vmaf"] == 42.0 and len(psnrs) == 4 and len(seen) == 3 and model.training
+    predict = model_predictor(RecordingModel(), torch.device("cpu"))
+    for (pred, truth), (_, row) in zip(seen, triplet_dir.head(3).iterrows(), strict=True):
+        img0, target, img1 = read_triplet(row)
+        expected = prediction_to_255(predict(img0[None], img1[None], row.timestep)[0])
+        assert pred.dtype == np.uint8 and np.array_equal(pred, expected) and np.array_equal(truth, target)
 
 
 def fake_table(gains: list[float], clips: list[str], gaps: list[int] | None = None) -> pd.DataFrame:

@@ -188,3 +188,51 @@ def test_values_that_disagree_are_named_with_the_file_and_every_key_involved(tmp
     assert str(caught.value) == (f"{tmp_path / 'params.yaml'}: train.schedules.one_cycle.pct_start = 0.3 leaves under "
                                  "2 of the 5 steps (train.steps) for the rise (train.schedule = one_cycle); use at "
                                  "least 0.4")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"keep": "best", "keep_by": "vmaf"},
+     "train.keep_by = vmaf needs VMAF at validation, but train.val_vmaf_triplets = 0; set it to a number of val "
+     "triplets (e.g. 32)"),
+    ({"keep": "best", "keep_by": "psnr_within_vmaf"},
+     "train.keep_by = psnr_within_vmaf needs VMAF at validation, but train.val_vmaf_triplets = 0; set it to a "
+     "number of val triplets (e.g. 32)"),
+    ({"keep": "last", "keep_by": "vmaf", "val_vmaf_triplets": 8},
+     "train.keep_by = vmaf chooses nothing with train.keep = last and train.early_stopping.patience = 0; set "
+     "train.keep: best"),
+])
+def test_keeping_by_vmaf_needs_vmaf_at_validation_and_a_choice(tmp_path, params_dict, changes, message):
+    params_dict["train"].update(changes)
+    path = write(tmp_path, params_dict)
+    load_params(path, sections=STAGES["evaluate"]["params"])  # only train's own checks stop
+    with pytest.raises(UserError) as err:
+        load_params(path, sections=STAGES["train"]["params"])
+    assert str(err.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("changes", [
+    {"keep": "best", "keep_by": "psnr_within_vmaf", "val_vmaf_triplets": 32, "vmaf_tolerance": 0.1},
+    {"keep": "last", "keep_by": "vmaf", "val_vmaf_triplets": 8, "early_stopping": {"patience": 2, "min_delta": 0.0}},
+    {"keep": "last", "keep_by": "psnr", "val_vmaf_triplets": 8},  # VMAF logged as a curve only
+])
+def test_keep_by_settings_that_fit(tmp_path, params_dict, changes):
+    params_dict["train"].update(changes)
+    params = load_params(write(tmp_path, params_dict), sections=STAGES["train"]["params"])
+    assert params.train.keep_by == changes["keep_by"]
+    assert params.train.val_vmaf_triplets == changes["val_vmaf_triplets"]
+
+
+def test_the_project_params_keep_by_psnr_without_vmaf_at_validation(params_dict):
+    train = params_dict["train"]
+    assert (train["keep_by"], train["vmaf_tolerance"], train["val_vmaf_triplets"]) == ("psnr", 0.0, 0)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("keep_by", "ssim", r"train\.keep_by = 'ssim': expected one of: psnr, vmaf, psnr_within_vmaf"),
+    ("vmaf_tolerance", -1, r"train\.vmaf_tolerance = -1: expected a number >= 0"),
+    ("val_vmaf_triplets", -1, r"train\.val_vmaf_triplets = -1: expected an integer >= 0"),
+])
+def test_bad_keep_by_values_are_named(tmp_path, params_dict, key, value, message):
+    params_dict["train"][key] = value
+    with pytest.raises(UserError, match=message):
+        load_params(write(tmp_path, params_dict))

@@ -209,6 +209,27 @@ def test_early_stopping_keeps_the_best_weights(project):
 
 
 
+def test_detail_terms_and_val_vmaf_get_curves_and_keep_by_keeps_psnr_within_vmaf(project):
+    """Census and edge terms on, Charbonnier off: a curve for each term that is on; VMAF at every validation; and
+    psnr_within_vmaf keeps the best val PSNR among the validations whose VMAF is not below step 0's."""
+    root, _ = project
+    loss = {"laplacian": 1.0, "teacher": 1.0, "distill": 0.01, "census": 0.1, "gradient": 0.1, "charbonnier": 0.0}
+    train_params(root, steps=4, val_every=2, checkpoint_every=100, keep="best", keep_by="psnr_within_vmaf",
+                 vmaf_tolerance=0.0, val_vmaf_triplets=1, loss=loss)
+    done = sh(root, sys.executable, "-m", "pipeline.train")
+    curves = root / "results/train/plots/metrics"
+    for term in ("census", "gradient"):
+        logged = pd.read_csv(curves / f"train/loss_{term}.tsv", sep="\t")
+        assert logged["step"].tolist() == [1, 2, 3, 4] and (logged[f"loss_{term}"] > 0).all()
+    assert not (curves / "train/loss_charbonnier.tsv").exists()
+    vmaf = pd.read_csv(curves / "val/vmaf.tsv", sep="\t")
+    psnr = pd.read_csv(curves / "val/psnr.tsv", sep="\t")
+    assert vmaf["step"].tolist() == psnr["step"].tolist() == [0, 2, 4] and vmaf["vmaf"].between(0, 100).all()
+    eligible = psnr[vmaf["vmaf"] >= vmaf["vmaf"][0]]
+    kept = int(eligible["step"][eligible["psnr"].idxmax()])
+    assert f"keeping the weights of step {kept} (val PSNR {psnr['psnr'][kept // 2]:.3f} dB, VMAF " in done.stderr
+
+
 def test_two_cpu_processes_take_the_same_steps_and_rates(project):
     """Two processes (DDP over gloo) and gradient accumulation: the schedule still ends at the last optimizer
     step."""

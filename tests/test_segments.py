@@ -20,7 +20,7 @@ from pipeline.footage.triplets import split_spans, split_triplets
 from pipeline.footage.video import decode
 from pipeline.scoring.batches import score_triplets
 from pipeline.scoring.evaluation import score_with_segments
-from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream, minterpolate_pair
+from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream, clip_vmaf, minterpolate_pair
 from pipeline.scoring.interpolators import blend
 from pipeline.scoring.metrics import block_bootstrap, paired_difference, psnr
 from pipeline.scoring.segment_plan import Segment, interval_frames, plan_segments
@@ -70,6 +70,27 @@ def test_vmaf_of_a_copy_is_near_100_and_of_a_blurred_copy_lower():
         scores[name] = stream.close()
     assert len(scores["copy"]) == len(scores["blurred"]) == 6
     assert scores["copy"][1:].min() > 90 and scores["blurred"].max() < scores["copy"][1:].min() - 20
+
+
+def test_clip_vmaf_pools_every_frame_of_every_size_in_order():
+    """Frames of two sizes, interleaved: each size is one clip (as VmafStream scores it), the frames pooled."""
+    small, large = moving_texture(4, height=96, width=128), moving_texture(3, height=112, width=144, seed=1)
+
+    def blurred(frame: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(frame, (0, 0), 2)
+
+    order = [*(f for pair in zip(small[:3], large, strict=True) for f in pair), small[3]]
+    pairs = [(blurred(f), f) for f in order]
+    per_size = []
+    for frames in (small, large):
+        stream = VmafStream(frames[0].shape[1], frames[0].shape[0])
+        for frame in frames:
+            stream.write(blurred(frame), frame)
+        per_size.append(stream.close())
+    assert clip_vmaf(pairs) == pytest.approx(np.concatenate(per_size).mean(), abs=1e-9)
+    assert clip_vmaf((f, f) for f in small) > clip_vmaf((blurred(f), f) for f in small) + 20
+    with pytest.raises(ValueError, match="at least one frame"):
+        clip_vmaf([])
 
 
 def test_block_bootstrap_is_wider_than_the_frame_bootstrap_on_correlated_frames():

@@ -9,11 +9,21 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.core.errors import UserError
+from pipeline.core.params import load_params
 from pipeline.core.paths import LR_FIND_RESULTS
 from pipeline.experiments.records import Experiment, parse
-from pipeline.experiments.runs import EXTRA, STUDY, parse_shard, select_runs, strategy_of, study_runs
+from pipeline.experiments.runs import (
+    EXTRA,
+    STUDY,
+    STUDY_COMMON,
+    parse_shard,
+    select_runs,
+    strategy_of,
+    study_runs,
+)
 from pipeline.experiments.stats import (
     block_sampler,
     components,
@@ -225,6 +235,20 @@ def test_the_lr_find_run_comes_last_so_it_moves_no_other_run(tmp_path):
     assert list(with_it) == [*STUDY, *EXTRA, "lr-find-valley"] and with_it["lr-find-valley"]["lr"] == "0.00015"
     for k in (1, 2, 3):
         assert set(select_runs(without, shard=(k, 3))) <= set(select_runs(with_it, shard=(k, 3)))
+
+
+@pytest.mark.parametrize("name", [*STUDY, *EXTRA])
+def test_every_strategy_sets_existing_keys_to_values_the_params_accept(tmp_path, params_dict, name):
+    """What `dvc exp run -S` would write for the strategy (values read as YAML) loads, every check run."""
+    for key, value in {**STUDY_COMMON, **{**STUDY, **EXTRA}[name]}.items():
+        *sections, last = key.split(".")
+        table = params_dict
+        for section in sections:
+            table = table[section]
+        assert last in table, f"{name}: {key} is not a key of params.yaml"
+        table[last] = yaml.safe_load(value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict))
+    load_params(tmp_path / "params.yaml")
 
 
 def test_only_picks_strategies_in_the_study_order_before_sharding(tmp_path):

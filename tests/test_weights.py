@@ -93,3 +93,59 @@ def test_a_run_keeps_the_last_weights_or_the_best_on_val(params_dict):
     ema.update_parameters(model)
     assert Fitted(model, ema, BestOnValidation(0, 0.0, False), None).kept("last")[0] is ema.module
 
+
+
+# (step, val PSNR, val VMAF) of a run: step 80 has the best PSNR but loses VMAF, step 160 gains both a little
+HISTORY = [(0, 30.0, 91.0), (80, 30.4, 90.8), (160, 30.3, 91.05), (240, 30.2, 90.95)]
+
+
+def kept_step(history: list[tuple[int, float, float | None]], keep_by: str, tolerance: float = 0.0,
+              min_delta: float = 0.0) -> int:
+    best = BestOnValidation(0, min_delta, False, keep_by, tolerance)
+    model = torch.nn.Linear(2, 1)
+    for step, psnr, vmaf in history:
+        best.update(psnr, step, model, vmaf)
+    return best.best_step
+
+
+@pytest.mark.parametrize("keep_by, tolerance, step", [
+    ("psnr", 0.0, 80),
+    ("vmaf", 0.0, 160),
+    ("psnr_within_vmaf", 0.0, 160),  # step 80's VMAF is 0.2 below the pretrained weights'
+    ("psnr_within_vmaf", 0.1, 160),  # still 0.1 too far
+    ("psnr_within_vmaf", 0.25, 80),  # within the tolerance: the best PSNR wins
+])
+def test_keep_by_chooses_by_psnr_by_vmaf_or_by_psnr_within_a_vmaf_tolerance(keep_by, tolerance, step):
+    assert kept_step(HISTORY, keep_by, tolerance) == step
+
+
+def test_when_every_fine_tuned_validation_loses_vmaf_the_pretrained_weights_are_kept():
+    history = [(0, 30.0, 91.0), (80, 30.5, 90.5), (160, 30.6, 90.7)]
+    assert kept_step(history, "psnr_within_vmaf", tolerance=0.2) == 0
+    assert kept_step(history, "psnr_within_vmaf", tolerance=0.35) == 160
+    assert kept_step(history, "psnr") == 160
+
+
+def test_min_delta_is_in_vmaf_points_when_keeping_by_vmaf():
+    history = [(0, 30.0, 91.0), (80, 31.0, 91.05), (160, 29.0, 91.3)]
+    assert kept_step(history, "vmaf", min_delta=0.1) == 160
+    assert kept_step(history, "vmaf", min_delta=0.5) == 0
+
+
+def test_early_stopping_counts_validations_that_are_not_a_new_best_by_keep_by():
+    model = torch.nn.Linear(2, 1)
+    best = BestOnValidation(2, 0.0, True, "psnr_within_vmaf", 0.0)
+    assert best.update(30.0, 0, model, 91.0)
+    assert not best.update(30.5, 80, model, 90.0)  # higher PSNR, but VMAF lost
+    again = BestOnValidation(2, 0.0, True, "psnr_within_vmaf", 0.0)
+    again.load_state_dict(best.state_dict())  # a resumed run keeps the pretrained VMAF it compares with
+    assert not again.update(30.6, 160, model, 90.9) and again.should_stop()
+    assert again.best_step == 0 and again.best_vmaf == 91.0 and again.reference_vmaf == 91.0
+
+
+def test_keeping_by_vmaf_needs_the_vmaf_of_every_validation():
+    best = BestOnValidation(0, 0.0, False, "vmaf", 0.0)
+    with pytest.raises(ValueError, match="keep_by vmaf needs the VMAF of every validation"):
+        best.update(30.0, 0, torch.nn.Linear(2, 1))
+    by_psnr = BestOnValidation(0, 0.0, False)
+    assert by_psnr.update(30.0, 0, torch.nn.Linear(2, 1)) and by_psnr.best_vmaf is None

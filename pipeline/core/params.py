@@ -36,6 +36,9 @@ SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "linear", "step", "
 # train.mixed_precision and evaluate.mixed_precision: float32 throughout, or autocast to bfloat16 or float16
 # (pipeline.models.precision maps them to torch's types)
 PRECISIONS = ("no", "bf16", "fp16")
+# train.keep_by: the best val PSNR; the best val VMAF; the best val PSNR among validations whose VMAF is at most
+# train.vmaf_tolerance below the pretrained weights' (step 0)
+KEEP_BY = ("psnr", "vmaf", "psnr_within_vmaf")
 # the schedules that start with train.warmup_steps (the others ignore it; pipeline.training.schedules)
 WARMUP_SCHEDULES = tuple(s for s in SCHEDULES if s not in ("constant", "cyclic", "one_cycle"))
 
@@ -94,6 +97,10 @@ class Loss:
     laplacian: float = field(metadata=bounds(0.0))  # Laplacian-pyramid L1 on the student's prediction
     teacher: float = field(metadata=bounds(0.0))  # the same on the teacher (block_tea) prediction
     distill: float = field(metadata=bounds(0.0))  # flow distillation from teacher to student
+    # terms that keep detail, on the student's prediction (0 = off, not computed: RIFE's loss exactly)
+    census: float = field(metadata=bounds(0.0))  # soft census (ternary) of the 7x7 neighbourhood on grey
+    gradient: float = field(metadata=bounds(0.0))  # L1 between the finite differences (edges)
+    charbonnier: float = field(metadata=bounds(0.0))  # sqrt(d^2 + eps^2) - eps per pixel
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,9 @@ class Train:
     val_max_triplets: int = field(metadata=bounds(0))  # 0 = the whole val split
     early_stopping: EarlyStopping
     keep: str = field(metadata=choice("last", "best"))  # output weights: the last step's, or the best on val
+    keep_by: str = field(metadata=choice(*KEEP_BY))  # what "best" means, for keep: best and early stopping
+    vmaf_tolerance: float = field(metadata=bounds(0.0))  # psnr_within_vmaf: VMAF points allowed below step 0's
+    val_vmaf_triplets: int = field(metadata=bounds(0))  # val triplets whose predictions are scored by VMAF; 0 = off
     ema_decay: float = field(metadata=bounds(0.0, 1.0, hi_open=True))  # 0 = off; else the average is validated and kept
     checkpoint_every: int = field(metadata=bounds(1))  # optimizer steps between resumable checkpoints
     num_workers: int = field(metadata=bounds(0))
@@ -296,9 +306,22 @@ def _check_train(t: Train, source: str) -> None:
         if needed and t.val_every >= t.steps:
             raise UserError(f"{source}: {what} needs validations during the run, but train.val_every = "
                             f"{t.val_every} is not below train.steps = {t.steps}")
+    _check_keep_by(t, source)
     if t.freeze.preset != "none" and t.freeze.groups:
         raise UserError(f"{source}: train.freeze.preset = {t.freeze.preset} already decides what is frozen; "
                         f"leave train.freeze.groups empty (it names {', '.join(t.freeze.groups)})")
+
+
+def _check_keep_by(t: Train, source: str) -> None:
+    """Choosing by VMAF needs VMAF at validation, and a choice to make (keep: best, or early stopping)."""
+    if t.keep_by == "psnr":
+        return
+    if t.val_vmaf_triplets == 0:
+        raise UserError(f"{source}: train.keep_by = {t.keep_by} needs VMAF at validation, but "
+                        "train.val_vmaf_triplets = 0; set it to a number of val triplets (e.g. 32)")
+    if t.keep == "last" and t.early_stopping.patience == 0:
+        raise UserError(f"{source}: train.keep_by = {t.keep_by} chooses nothing with train.keep = last and "
+                        "train.early_stopping.patience = 0; set train.keep: best")
 
 
 def _check_one_cycle(pct_start: float, steps: int, source: str) -> None:

@@ -34,6 +34,12 @@ EXTRA: dict[str, dict[str, str]] = {
     "coarse-slow": {"train.groups.layer_decay": "0.3"},  # each coarser block (larger motion) at 0.3x the finer one's
     "rife-cosine-3e-4": {"train.schedule": "warmup_cosine", "lr": "3e-4"},  # RIFE's own from-scratch recipe
     "freeze-then-all": {"train.freeze.preset": "freeze_then_all"},  # only the finest block for the first quarter
+    # Detail a viewer sees (the default gains PSNR but loses a little VMAF): a census (ternary) term and an edge term
+    # beside the Laplacian L1, each weighted to about a tenth of it on the demo's pretrained predictions; and the
+    # weights kept by val PSNR among validations whose VMAF is not below the pretrained model's
+    "census": {"train.loss.census": "0.5"},
+    "gradient": {"train.loss.gradient": "0.15"},
+    "keep-vmaf": {"train.keep": "best", "train.keep_by": "psnr_within_vmaf", "train.val_vmaf_triplets": "32"},
 }
 
 # What every run of the study shares: the comparison it exists for (fine-tuned against pretrained, PSNR and SSIM,

@@ -96,6 +96,17 @@ def score_triplets(rows: pd.DataFrame, predictors: dict[str, Predictor], metrics
     return pd.DataFrame(scores, index=rows.index)
 
 
+def predicted_frames(model: nn.Module, rows: pd.DataFrame, device: torch.device,
+                     batch_size: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(the model's prediction rounded to uint8, the ground truth) of each manifest row in order, HxWx3 RGB."""
+    predict = model_predictor(model, device)
+    for chunk in same_size_chunks(rows, batch_size):
+        img0, target, img1 = read_chunk(chunk)
+        preds = predict(img0, img1, float(chunk["timestep"].iloc[0]))
+        for pred, truth in zip(preds, target, strict=True):
+            yield prediction_to_255(pred, round_prediction=True), truth
+
+
 def score_rows(model: nn.Module, rows: pd.DataFrame, device: torch.device, round_prediction: bool,
                batch_size: int = 1) -> list[tuple[float, float]]:
     """(PSNR, SSIM) of the model's prediction against the ground truth for each manifest row, at full frame

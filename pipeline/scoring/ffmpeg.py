@@ -18,6 +18,7 @@ import queue
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -207,3 +208,23 @@ class VmafStream:
                 pass
         self.proc.kill()
         Path(self.log).unlink(missing_ok=True)
+
+
+def clip_vmaf(frames: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Pooled mean VMAF of (distorted, reference) HxWx3 uint8 RGB frames, scored in order as one clip per frame
+    size (libvmaf scores a video of one size)."""
+    streams: dict[tuple[int, int], VmafStream] = {}
+    try:
+        for distorted, reference in frames:
+            height, width = reference.shape[:2]
+            if (height, width) not in streams:
+                streams[height, width] = VmafStream(width, height)
+            streams[height, width].write(distorted, reference)
+        scores = [stream.close() for stream in streams.values()]
+    except BaseException:
+        for stream in streams.values():
+            stream.kill()
+        raise
+    if not scores:
+        raise ValueError("clip_vmaf needs at least one frame")
+    return float(np.concatenate(scores).mean())

@@ -71,9 +71,11 @@ class Run:
     def validate_now(self, params: Params, step: int) -> dict[str, float]:
         """Score the weights being trained (or their average) on val, and tell the objects that follow it."""
         net = self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
-        scores, psnrs = validate(net, self.rows, params.train.batch_size, self.accelerator)
+        scores, psnrs = validate(net, self.rows, params.train.batch_size, self.accelerator,
+                                 params.train.val_vmaf_triplets)
         if scores:
-            self.val_gain.update(psnrs, step, self.best.update(scores["val/psnr"], step, net))
+            is_best = self.best.update(scores["val/psnr"], step, net, scores.get("val/vmaf"))
+            self.val_gain.update(psnrs, step, is_best)
             observe_validation(self.scheduler, scores["val/psnr"])
         return scores
 
@@ -90,7 +92,8 @@ def prepare(params: Params, accelerator: Accelerator) -> Run:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     pull = pull_to_pretrained(optimizer, cfg)  # anchored to the pretrained weights, on the training device
     ema = moving_average(accelerator.unwrap_model(model), cfg)
-    best = BestOnValidation(cfg.early_stopping.patience, cfg.early_stopping.min_delta, cfg.keep == "best")
+    best = BestOnValidation(cfg.early_stopping.patience, cfg.early_stopping.min_delta, cfg.keep == "best",
+                            cfg.keep_by, cfg.vmaf_tolerance)
     val_gain = ValidationGain(cfg.keep == "best")
     for extra in (scheduler, best, ema, val_gain):
         if extra is not None:
@@ -153,8 +156,8 @@ def step_loop(params: Params, run: Run, state: TrainState, start: int) -> None:
         accelerator.log(record, step=done)
         bar.set_postfix(loss=f"{terms['total']:.4f}", lr=f"{max(lrs.values()):.2e}")
         if run.best.should_stop():
-            log.info("early stopping at step %d: val PSNR has not beaten %.3f dB (step %d) for %d validations",
-                     done, run.best.best_psnr, run.best.best_step, run.best.bad)
+            log.info("early stopping at step %d: %d validations in a row have not beaten step %d's (train.keep_by: "
+                     "%s)", done, run.best.bad, run.best.best_step, cfg.keep_by)
             break
         if done % cfg.checkpoint_every == 0 and done < cfg.steps:
             state.save(done)
