@@ -3,9 +3,11 @@ out where no flag or config sets them, so the launcher prints no warning about d
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from accelerate.commands import config
@@ -13,7 +15,7 @@ from accelerate.commands.launch import launch_command_parser
 
 from pipeline.core.errors import UserError
 from pipeline.training import launch
-from pipeline.training.launch import launch_flags
+from pipeline.training.launch import exit_code, launch_flags
 from tests.helpers import ENV, ROOT
 
 DEFAULTS = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -81,11 +83,49 @@ def test_a_precision_the_launcher_refuses_is_one_line(no_config, monkeypatch):
         raise ValueError("bf16 mixed precision requires PyTorch >= 1.10 and a supported device.")
 
     monkeypatch.setattr(accelerate_launch, "launch_command", refuse)
-    handler = signal.getsignal(signal.SIGTERM)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(UserError) as caught:
             launch.launch("m", [], "bf16")
     finally:
-        signal.signal(signal.SIGTERM, handler)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert str(caught.value) == ("mixed precision bf16 (train.mixed_precision or --mixed_precision): bf16 mixed "
                                  "precision requires PyTorch >= 1.10 and a supported device; use no")
+
+
+# A worker that takes 7 s to unwind after Ctrl-C, longer than the 5 s Accelerate's own launcher allows its workers
+SLOW_TO_STOP = """
+import os, pathlib, signal, sys, time
+def stop(signum, frame):
+    time.sleep(7)
+    print("worker: stopped cleanly", file=sys.stderr, flush=True)
+    sys.exit(130)
+signal.signal(signal.SIGINT, stop)
+pathlib.Path(os.environ["READY_FILE"]).write_text("ready")
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow  # starts Accelerate's launcher and a worker that takes 7 s to stop (about 15 s)
+def test_ctrl_c_waits_for_the_worker_to_stop_and_say_so(tmp_path):
+    (tmp_path / "slow_to_stop.py").write_text(SLOW_TO_STOP)
+    ready = tmp_path / "ready"
+    code = "from pipeline.training.launch import launch; launch('slow_to_stop', [])"
+    env = {**ENV, "HF_HOME": str(tmp_path), "READY_FILE": str(ready), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and its worker get it
+    _, err = proc.communicate(timeout=120)
+    assert "worker: stopped cleanly" in err, err[-2000:]
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+
+
+def test_a_worker_ended_by_a_signal_exits_as_a_shell_reports_it_with_a_line(capsys):
+    assert exit_code(0) == 0 and exit_code(130) == 130
+    assert exit_code(-signal.SIGKILL) == 137
+    assert "ended by SIGKILL" in capsys.readouterr().err

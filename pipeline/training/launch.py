@@ -77,19 +77,37 @@ def forward_to_children(signum: int, frame) -> None:
             os.kill(pid, signum)
 
 
+def exit_code(returncode: int) -> int:
+    """The launcher's exit code for a worker's: a worker ended by signal N (a negative code) gives 128 + N, as a
+    shell reports it, and a line says so (such a worker had no chance to say anything itself)."""
+    if returncode >= 0:
+        return returncode
+    name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else f"signal {-returncode}"
+    print(f"error: the worker process was ended by {name} before it could say why (out of memory, or killed)",
+          file=sys.stderr)
+    return 128 - returncode
+
+
 def launch(module: str, launcher_flags: list[str], mixed_precision: str = "no") -> None:
     """Start ``python -m <module>`` under ``accelerate launch`` (with the given launcher flags, the user's
     ``accelerate config`` and ``mixed_precision`` where the flags set none), and pass on its exit code without the
-    launcher's own traceback."""
+    launcher's own traceback.
+
+    This process only waits for the worker's exit code. A Ctrl-C (which the worker, in the same process group,
+    receives too) is passed on to the worker and does not stop this process first: Accelerate's launcher, when
+    interrupted, ends its workers within 5 s and kills those still unwinding (a training process closing its
+    loader workers under load takes longer), and the worker's own message was lost with it. A SIGTERM is passed on
+    by our handler, or, while a recent Accelerate (1.16 and later) runs the worker, by Accelerate's own, which
+    allows the worker those 5 s."""
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     args = launch_command_parser().parse_args(launch_flags(launcher_flags, module, mixed_precision))
-    # A scheduler's SIGTERM often reaches only this process: pass it on, so the workers stop as after Ctrl-C
-    signal.signal(signal.SIGTERM, forward_to_children)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a handler, not SIG_IGN: the worker must not inherit an ignore
+        signal.signal(sig, forward_to_children)
     try:
         launch_command(args)
     except subprocess.CalledProcessError as err:
-        sys.exit(err.returncode)
+        sys.exit(exit_code(err.returncode))
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)  # the worker has said what happened
     except Exception as err:  # multi-GPU launches report a failed worker with their own exception types
