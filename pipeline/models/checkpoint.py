@@ -103,15 +103,15 @@ def _summarise(label: str, keys: list[str], shown: int) -> str:
 
 
 def write_state_dict(state: dict[str, torch.Tensor], path: str | Path,
-                     extras: dict[str, torch.Tensor] | None = None) -> None:
-    """Write ``state`` (then ``extras``) atomically, with official key names (``module.`` prefix), float32,
-    contiguous, on CPU.
+                     extras: dict[str, torch.Tensor] | None = None, prefix: str = DDP_PREFIX) -> None:
+    """Write ``state`` (then ``extras``) atomically, with official key names (``prefix``: ``module.``, or ``""``
+    for plain names), float32, contiguous, on CPU.
 
     Saved through a file handle: given a path, torch.save names the archive inside after the file, and the
     temporary name would make every write of the same weights a different file (and a different DVC hash).
     """
     merged = {**state, **(extras or {})}
-    state = {DDP_PREFIX + k: v.detach().to("cpu", torch.float32).contiguous() for k, v in merged.items()}
+    state = {prefix + k: v.detach().to("cpu", torch.float32).contiguous() for k, v in merged.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(state, handle)
 
