@@ -8,14 +8,16 @@ Reads: ``data/triplets/`` (test split), ``models/pretrained/flownet.pkl``, ``mod
 params ``evaluate`` (``evaluate.mixed_precision``: ``no``, float32, for official scores) and ``train.arch``.
 Writes to ``results/evaluate/``:
 
-- ``metrics.json``: mean of each metric per method; ``finetuned_minus_pretrained``, the paired difference with a
-  seeded 95% bootstrap interval and the share of triplets improved; ``per_clip`` and ``per_gap``, compact
-  breakdowns (``per_gap``: one entry per ``extract.gap``, with the PSNR gain's interval);
+- ``details.json`` (DVC-cached): mean of each metric per method; ``finetuned_minus_pretrained``, the paired
+  difference with a seeded 95% bootstrap interval and the share of triplets improved; ``per_clip`` and ``per_gap``,
+  compact breakdowns (``per_gap``: one entry per ``extract.gap``, with the PSNR gain's interval); ``segments``;
+- ``metrics.json`` (the DVC metric): the headline of ``details.json`` (see
+  :func:`pipeline.scoring.summary.headline`);
 - ``per_triplet.csv``: every triplet, every method, every metric, with the manifest's motion score and timestep;
 - ``motion_buckets.csv``: mean PSNR per method in equal-count buckets of motion;
 - ``examples/``: image grids of the most improved and most degraded triplets; ``summary.png``;
 - ``segment_frames.csv``: every interpolated frame of the rebuilt test segments (see
-  :mod:`pipeline.scoring.segments`), each method's metrics and VMAF, and ``segments`` in ``metrics.json``;
+  :mod:`pipeline.scoring.segments`), each method's metrics and VMAF, and ``segments`` in ``details.json``;
 - ``videos/<clip>.mkv`` (side-by-side, DVC-cached) and ``preview/<clip>.png`` (animated, git-tracked): see
   :mod:`pipeline.scoring.watch`.
 
@@ -86,8 +88,8 @@ def main() -> None:
                                                                               float_format="%.6f")
         write_summary_png(buckets, summary, cfg.methods, EVALUATE_RESULTS / "summary.png")
         write_examples(table, rows, predictors, cfg, EVALUATE_RESULTS / "examples")
-    log.info("wrote %s: metrics.json, per_triplet.csv, motion_buckets.csv, segment_frames.csv, summary.png, "
-             "examples/, preview/, videos/", EVALUATE_RESULTS)
+    log.info("wrote %s: metrics.json, details.json, per_triplet.csv, motion_buckets.csv, segment_frames.csv, "
+             "summary.png, examples/, preview/, videos/", EVALUATE_RESULTS)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pipeline.core.runner import user_facing
 from pipeline.experiments.records import (
     PER_TRIPLET,
     SEGMENT_FRAMES,
+    TRAIN_SECONDS,
     Experiment,
     committed_table,
     experiments_json,
@@ -94,7 +95,8 @@ def strategies(baseline: Experiment, runs: list[Experiment]) -> list[StrategyRes
 
 
 def load_tables(results: list[StrategyResult]) -> dict[str, dict]:
-    return {run.name: {"triplets": committed_table(run, PER_TRIPLET), "frames": committed_table(run, SEGMENT_FRAMES)}
+    return {run.name: {"triplets": committed_table(run, PER_TRIPLET), "frames": committed_table(run, SEGMENT_FRAMES),
+                       "seconds": committed_table(run, TRAIN_SECONDS, sep="\t")}
             for r in results for run in r.runs}
 
 
@@ -126,7 +128,7 @@ def report(revs: list[str], out: Path) -> str:
     buckets = int(flatten(baseline.params).get("evaluate.motion_buckets", 4))
     study = summarise(results, tables, first["triplets"]["triplet"].tolist(), buckets,
                       segment_lengths(frames) if frames is not None else None)
-    gain = (baseline.evaluate.get("finetuned_minus_pretrained") or {}).get("psnr")
+    gain = (baseline.evaluate.get("gain") or {}).get("psnr")
     line = (f"The {baseline.name}: test gain {gain:+.3f} dB (one run, all methods)." if gain is not None
             else f"The {baseline.name}: no evaluate metrics.")
     shared = common_settings(runs, baseline.params)

@@ -21,7 +21,7 @@ from pipeline.scoring.batches import model_predictor, model_scale, same_size_chu
 from pipeline.scoring.interpolators import METHODS, blend, dis_flow, repeat_nearer
 from pipeline.scoring.metrics import METRICS, prediction_to_255, psnr
 from pipeline.scoring.plots import pick_examples
-from pipeline.scoring.summary import OTHER_CLIPS, motion_buckets, summarise, triplet_table
+from pipeline.scoring.summary import OTHER_CLIPS, headline, motion_buckets, summarise, triplet_table, write_tables
 from pipeline.training import validation
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, write_params
 
@@ -189,6 +189,47 @@ def test_summary_gain_and_per_clip_breakdown(params_dict):
     json.dumps(summary)  # plain JSON types only
 
 
+HEADLINE = ["gain.psnr", "gain.psnr_low", "gain.psnr_high", "gain.vmaf", "gain.vmaf_low", "gain.vmaf_high",
+            "improved", "pretrained.psnr", "pretrained.ssim", "triplets"]
+
+
+def flat_keys(values: dict, prefix: str = "") -> list[str]:
+    """The keys of nested ``values`` as DVC flattens them (``gain.psnr``), in order."""
+    return [key for name, value in values.items()
+            for key in (flat_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [f"{prefix}{name}"])]
+
+
+def test_metrics_json_holds_the_headline_in_order_and_details_json_the_rest(tmp_path, monkeypatch, params_dict):
+    monkeypatch.chdir(tmp_path)
+    table = fake_table([0.5, -0.2, 0.3, 0.1], ["x", "x", "y", "y"])
+    table = table.assign(finetuned_psnr_y=table.finetuned_psnr, pretrained_psnr_y=table.pretrained_psnr,
+                         blend_psnr=25.0, blend_ssim=0.8, blend_psnr_y=25.5)
+    summary = summarise(table, evaluate_cfg(params_dict, methods=["finetuned", "pretrained", "blend"],
+                                            metrics=["psnr", "ssim", "psnr_y"]))
+    summary["segments"] = {"segments": 1, "finetuned_minus_pretrained": {
+        "block_frames": 10, "vmaf": -0.5, "vmaf_ci95_low": -0.9, "vmaf_ci95_high": -0.1, "psnr": 0.2,
+        "psnr_ci95_low": 0.1, "psnr_ci95_high": 0.3}}
+    write_tables(table, motion_buckets(table, evaluate_cfg(params_dict)), summary)
+    metrics = json.loads((tmp_path / "results/evaluate/metrics.json").read_text())
+    assert flat_keys(metrics) == HEADLINE
+    gain = summary["finetuned_minus_pretrained"]
+    assert metrics["gain"]["psnr"] == gain["psnr"] == pytest.approx(0.175)
+    assert (metrics["gain"]["psnr_low"], metrics["gain"]["psnr_high"]) == (gain["psnr_ci95_low"],
+                                                                           gain["psnr_ci95_high"])
+    assert (metrics["gain"]["vmaf"], metrics["gain"]["vmaf_low"], metrics["gain"]["vmaf_high"]) == (-0.5, -0.9, -0.1)
+    assert metrics["improved"] == 0.75 and metrics["triplets"] == 4
+    assert metrics["pretrained"] == {"psnr": summary["pretrained"]["psnr"], "ssim": summary["pretrained"]["ssim"]}
+    details = json.loads((tmp_path / "results/evaluate/details.json").read_text())
+    assert details == json.loads(json.dumps(summary))  # everything, the baselines and breakdowns included
+    assert {"blend", "per_clip", "per_gap", "segments"} <= set(details) and "psnr_y" in details["finetuned"]
+
+
+def test_without_rebuilt_segments_the_headline_has_no_vmaf(params_dict):
+    summary = summarise(fake_table([0.5, -0.2], ["x", "y"]), evaluate_cfg(params_dict))
+    summary["segments"] = {"segments": 0}
+    assert flat_keys(headline(summary)) == [key for key in HEADLINE if "vmaf" not in key]
+
+
 def test_per_gap_breakdown_has_each_gap_with_its_interval(params_dict):
     table = fake_table([0.1, 0.1, 0.1, 0.5, 0.7, 0.6], ["x"] * 6, [1, 1, 1, 2, 2, 2])
     summary = summarise(table, evaluate_cfg(params_dict))
@@ -259,7 +300,8 @@ def test_the_stage_writes_every_output(tmp_path, params_dict, official_hdv3):
     done = run_module("pipeline.evaluate", tmp_path)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "results/evaluate"
-    metrics = json.loads((out / "metrics.json").read_text())
+    assert flat_keys(json.loads((out / "metrics.json").read_text())) == HEADLINE
+    metrics = json.loads((out / "details.json").read_text())
     for method in params_module.METHODS:
         assert set(metrics[method]) == set(params_module.METRICS)
     assert metrics["finetuned_minus_pretrained"]["psnr"] == 0.0  # the same weights

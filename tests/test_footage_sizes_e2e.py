@@ -32,10 +32,10 @@ def test_repro_on_the_defaults_with_clips_of_three_sizes(tmp_path):
     plan = pd.read_csv(root / "data/augmented/plan.csv")
     assert set(plan.crop) == {128, 224}
     assert set(plan[plan["clip"] == "c176x144.avi"].crop) == {128}
-    metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
+    metrics = json.loads((root / "results/evaluate/details.json").read_text())
     assert set(metrics["per_gap"]) == {"1", "2"}
     assert sum(entry["triplets"] for entry in metrics["per_gap"].values()) == metrics["triplets"]
     summary = json.loads((root / "results/train/metrics.json").read_text())
     val = summary["val"]
-    assert val["gain_ci95_low"] <= val["gain"] <= val["gain_ci95_high"] and val["gain_step"] == 8
+    assert val["gain_low"] <= val["gain"] <= val["gain_high"] and val["gain_step"] == 8
     assert summary["step"] == 8  # the steps run, not dvclive's next step

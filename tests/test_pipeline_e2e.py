@@ -45,8 +45,14 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     root, log = project
     for stage in ("check_sources", "fetch", "extract", "augment", "train", "evaluate", "lr_find"):
         assert f"Running stage '{stage}'" in log
-    metrics = json.loads((root / "results/evaluate/metrics.json").read_text())
-    assert metrics["triplets"] == 2
+    headline = json.loads((root / "results/evaluate/metrics.json").read_text())
+    assert list(headline) == ["gain", "improved", "pretrained", "triplets"] and headline["triplets"] == 2
+    gain = headline["gain"]
+    assert gain["psnr_low"] <= gain["psnr"] <= gain["psnr_high"]
+    assert gain["vmaf_low"] <= gain["vmaf"] <= gain["vmaf_high"]
+    metrics = json.loads((root / "results/evaluate/details.json").read_text())
+    assert metrics["triplets"] == 2 and metrics["finetuned_minus_pretrained"]["psnr"] == gain["psnr"]
+    assert sh(root, "git", "check-ignore", "results/evaluate/details.json").returncode == 0  # DVC-cached, not in git
     spans = split_spans("test", 1, root / "data/triplets")  # one run of test frames per test block
     assert metrics["segments"]["segments"] == len(spans) >= 2  # every clip has a test block
     assert metrics["segments"]["frames"] == 2 * len(spans)  # 0.16 s (4 frames): two interpolated per segment
@@ -110,10 +116,16 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     assert curve["block2"].iloc[-1] == 1e-5  # exactly, not approximately
     diff = sh(root, "dvc", "metrics", "diff", "--json")
     changed = json.loads(diff.stdout)
-    assert "finetuned.psnr" in changed["results/evaluate/metrics.json"]
-    rows = [line for line in sh(root, "dvc", "metrics", "diff").stdout.splitlines() if "evaluate" in line]
-    assert 10 < len(rows) <= 60  # what changes (the fine-tuned model's numbers), not every number there is
-    assert not any(" repeat." in row or " blend." in row for row in rows)
+    headline = {"gain.psnr", "gain.psnr_low", "gain.psnr_high", "gain.vmaf", "gain.vmaf_low", "gain.vmaf_high",
+                "improved", "val.gain", "val.gain_low", "val.gain_high", "val.gain_step", "step"}
+    assert {"gain.psnr", "gain.psnr_low", "gain.psnr_high"} <= set(changed["results/evaluate/metrics.json"])
+    assert set(changed["results/evaluate/metrics.json"]) | set(changed["results/train/metrics.json"]) <= headline
+    rows = [line for line in sh(root, "dvc", "metrics", "diff").stdout.splitlines() if "metrics.json" in line]
+    assert 3 <= len(rows) <= len(headline)  # the headline that moved, not every number evaluate and train report
+    # what `dvc exp show --only-changed` lists for the lr run: the headline, lr and the fine-tuned weights' hash
+    shown = sh(root, "dvc", "exp", "show", "--only-changed", "--csv").stdout.splitlines()[0].split(",")
+    listed = set(shown) - {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
+    assert {"gain.psnr", "lr"} <= listed <= headline | {"lr", "models/finetuned/flownet.pkl"}
 
 
 def test_interrupted_training_resumes_to_identical_weights(project):

@@ -139,15 +139,14 @@ def synthetic(name: str, shift: float, fast_shift: float = 0.0, vmaf: float = 0.
         gain = shift + fast_shift * (motion >= np.quantile(motion, 0.75)) + rng.normal(0, noise) \
             + rng.normal(0, 0.05, TRIPLETS)
         run = Experiment(f"{name}-seed{k}", "success", {"base": {"seed": k}}, rev="x",
-                         train={"val": {"gain": (shift if val is None else val) + rng.normal(0, 0.005)},
-                                "train": {"seconds": 600}})
+                         train={"val": {"gain": (shift if val is None else val) + rng.normal(0, 0.005)}})
         runs.append(run)
         frames = pd.DataFrame({"clip": "a", "frame": np.arange(1, 61, 2), "pretrained_vmaf": 90.0,
                                "finetuned_vmaf": 90.0 + vmaf + rng.normal(0, 0.02, 30)})
         tables[run.name] = {"triplets": pd.DataFrame({"triplet": list(triplet_ids), "motion": motion,
                                                       "pretrained_psnr": pretrained,
                                                       "finetuned_psnr": pretrained + gain}),
-                            "frames": frames}
+                            "frames": frames, "seconds": pd.DataFrame({"step": [1, 2], "seconds": [3.0, 60.0 * k]})}
     return runs, tables
 
 
@@ -183,6 +182,11 @@ def test_a_mean_gain_that_loses_on_fast_motion_or_vmaf_is_flagged():
     assert by_name["fast-loser"].fast.below_zero and "fastest motion" in by_name["fast-loser"].flags[0]
     assert "VMAF" in by_name["vmaf-loser"].flags[0] and not by_name["default"].flags
     assert "fast-loser loses" in "\n".join(study.verdict)
+
+
+def test_training_minutes_are_the_end_of_each_runs_committed_time_curve():
+    _, by_name = study_of({"name": "default", "shift": 0.2})
+    assert by_name["default"].scores.minutes == [1.0, 2.0, 3.0]  # seeds 1, 2, 3 ran 60, 120 and 180 s
 
 
 def test_when_validation_disagrees_with_the_test_no_winner_is_named():

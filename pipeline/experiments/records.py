@@ -1,5 +1,5 @@
 """What DVC holds of the study's experiments: each run's state, params and metrics (``dvc exp show --json``), and
-the per-triplet and per-frame tables its results commit holds in git.
+the per-triplet and per-frame tables and the training time curve its results commit holds in git.
 
 A failed, queued or running experiment is listed with its state and never with metrics: its metrics files would
 otherwise be the baseline's, since they are tracked in git."""
@@ -23,6 +23,7 @@ EVALUATE_METRICS = (EVALUATE_RESULTS / "metrics.json").as_posix()
 TRAIN_METRICS = (TRAIN_RESULTS / "metrics.json").as_posix()
 PER_TRIPLET = (EVALUATE_RESULTS / "per_triplet.csv").as_posix()
 SEGMENT_FRAMES = (EVALUATE_RESULTS / "segment_frames.csv").as_posix()
+TRAIN_SECONDS = (TRAIN_RESULTS / "plots/metrics/train/seconds.tsv").as_posix()  # the run's wall time by step
 
 
 @dataclass
@@ -89,11 +90,12 @@ def experiments_json(rev: str | None = None, cwd: Path = Path(".")) -> list[dict
     return json.loads(done.stdout)
 
 
-def committed_table(run: Experiment, path: str, cwd: Path = Path(".")) -> pd.DataFrame | None:
-    """The CSV file ``path`` as ``run``'s results commit holds it (None when the run has none, or not that file)."""
+def committed_table(run: Experiment, path: str, cwd: Path = Path("."), sep: str = ",") -> pd.DataFrame | None:
+    """The table ``path`` (columns split by ``sep``) as ``run``'s results commit holds it (None when the run has
+    none, or not that file)."""
     if not run.rev:
         return None
     done = subprocess.run(["git", "show", f"{run.rev}:{path}"], cwd=cwd, capture_output=True)
     if done.returncode != 0:
         return None
-    return pd.read_csv(io.BytesIO(done.stdout))
+    return pd.read_csv(io.BytesIO(done.stdout), sep=sep)

@@ -121,7 +121,15 @@ def gather(runs: list[Experiment], tables: dict[str, dict[str, pd.DataFrame | No
     return Scores(seeds=[r.seed for r in done], gains=gains, fast=fast, vmaf=np.vstack(vmaf) if same_frames else None,
                   val_gains=[r.train.get("val", {}).get("gain") for r in done if r.train.get("val", {}).get("gain")
                              is not None],
-                  minutes=[r.train["train"]["seconds"] / 60 for r in done if "seconds" in r.train.get("train", {})])
+                  minutes=[minutes for r in done if (minutes := training_minutes(tables[r.name].get("seconds")))
+                           is not None])
+
+
+def training_minutes(seconds: pd.DataFrame | None) -> float | None:
+    """A run's training time in minutes: the last value of its ``seconds`` curve (None without one)."""
+    if seconds is None or seconds.empty or "seconds" not in seconds.columns:
+        return None
+    return float(seconds["seconds"].iloc[-1]) / 60
 
 
 def compare(a: Scores, b: Scores, columns: str = "gains") -> Interval:

@@ -1,5 +1,5 @@
 """What the rebuilt test segments add to ``evaluate``'s results: the per-frame table (``segment_frames.csv``) and
-``segments`` in ``metrics.json``, with the fine-tuned minus pretrained gains and their block bootstrap intervals."""
+``segments`` in ``details.json``, with the fine-tuned minus pretrained gains and their block bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _means(table: pd.DataFrame, vmaf: list[dict[str, np.ndarray]], methods: tupl
 
 
 def summarise_segments(rebuilt: Rebuilt, table: pd.DataFrame, cfg: Evaluate) -> dict:
-    """``segments`` of metrics.json: counts, per-method means, the fine-tuned minus pretrained gains with block
+    """``segments`` of details.json: counts, per-method means, the fine-tuned minus pretrained gains with block
     bootstrap intervals, and per-clip means (the clips with the most rebuilt frames)."""
     vmaf, methods = rebuilt.vmaf, rebuilt.methods
     if table.empty:

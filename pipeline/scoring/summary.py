@@ -1,5 +1,6 @@
 """What ``evaluate`` reports of the scored test triplets: the table of every triplet, the means and paired gains
-of metrics.json with their bootstrap intervals, per-clip and per-gap breakdowns, motion buckets, and the log."""
+with their bootstrap intervals, per-clip and per-gap breakdowns (``details.json``), the headline of them
+(``metrics.json``), motion buckets, and the log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.atomic import atomic_path, write_text
-from pipeline.core.params import Evaluate
+from pipeline.core.params import REQUIRED_METRICS, Evaluate
 from pipeline.core.paths import EVALUATE_RESULTS
 from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS
 from pipeline.scoring.metrics import MAX_PSNR, paired_difference
@@ -86,6 +87,22 @@ def summarise(table: pd.DataFrame, cfg: Evaluate) -> dict:
     return summary
 
 
+def headline(summary: dict) -> dict:
+    """``metrics.json``, in this order: ``gain``, fine-tuned minus pretrained, the test triplets' PSNR (dB) and the
+    rebuilt segments' VMAF (when rebuilt), each with its 95% interval (``_low``, ``_high``); ``improved``, the
+    share of triplets with a higher PSNR; the pretrained model's PSNR and SSIM and the number of triplets (the same
+    in every run of the footage). Short names, so ``dvc exp show --only-changed`` of a few runs fits a terminal;
+    ``details.json`` holds the whole ``summary``."""
+    test = summary[GAIN]
+    gain = {"psnr": test["psnr"], "psnr_low": test["psnr_ci95_low"], "psnr_high": test["psnr_ci95_high"]}
+    segments = summary["segments"].get(GAIN)
+    if segments:
+        gain.update(vmaf=segments["vmaf"], vmaf_low=segments["vmaf_ci95_low"], vmaf_high=segments["vmaf_ci95_high"])
+    return {"gain": gain, "improved": test["share_improved"],
+            "pretrained": {metric: summary["pretrained"][metric] for metric in REQUIRED_METRICS},
+            "triplets": summary["triplets"]}
+
+
 def motion_buckets(table: pd.DataFrame, cfg: Evaluate) -> pd.DataFrame:
     """Mean PSNR of each method in ``motion_buckets`` equal-count buckets of the motion score (fewer when there
     are fewer triplets); ``motion`` is the bucket's median, the x axis of the plot."""
@@ -142,4 +159,5 @@ def write_tables(table: pd.DataFrame, buckets: pd.DataFrame, summary: dict) -> N
         table.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(EVALUATE_RESULTS / "motion_buckets.csv") as tmp:
         buckets.to_csv(tmp, index=False, float_format="%.6f")
-    write_text(EVALUATE_RESULTS / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    write_text(EVALUATE_RESULTS / "metrics.json", json.dumps(headline(summary), indent=2) + "\n")
+    write_text(EVALUATE_RESULTS / "details.json", json.dumps(summary, indent=2) + "\n")

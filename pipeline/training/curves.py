@@ -1,9 +1,12 @@
 """The training curves (dvclive files) of a run: logged into the resumable state while it runs, trimmed to the
 checkpoint a resumed run starts from, and published to ``results/train`` (what dvc.yaml declares) only when the
-run completes, so a failed or interrupted run never leaves curves that belong to no model."""
+run completes, so a failed or interrupted run never leaves curves that belong to no model. The published
+``metrics.json`` is the headline of dvclive's summary (:data:`SUMMARY_KEYS`); every logged value stays in the
+curves."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -16,6 +19,11 @@ from pipeline.core.atomic import atomic_dir
 log = logging.getLogger(__name__)
 
 SECONDS_CURVE = "plots/metrics/train/seconds.tsv"
+# what metrics.json keeps of dvclive's summary, in this order: the kept weights' val gain over the pretrained ones
+# with its 95% interval, the step they come from and the val triplets; the steps run. The last values of the loss
+# terms, rates, speed, time and val scores are the ends of their curves (short names, few keys: `dvc exp show
+# --only-changed` of a few runs fits a terminal).
+SUMMARY_KEYS = {"val": ("gain", "gain_low", "gain_high", "gain_step", "triplets"), "step": None}
 
 
 def start_curves(directory: Path, step: int) -> None:
@@ -51,9 +59,23 @@ def add_to_summary(accelerator: Accelerator, section: str, values: dict) -> None
     live.summary.setdefault(section, {}).update(values)
 
 
+def headline(summary: dict) -> dict:
+    """The :data:`SUMMARY_KEYS` of dvclive's ``summary`` that it has, in that order."""
+    kept: dict = {}
+    for key, fields in SUMMARY_KEYS.items():
+        if key not in summary:
+            continue
+        if fields is None:
+            kept[key] = summary[key]
+        elif any(name in summary[key] for name in fields):
+            kept[key] = {name: summary[key][name] for name in fields if name in summary[key]}
+    return kept
+
+
 def publish_curves(live: Path, results: Path) -> None:
-    """Replace ``results`` with the completed run's curves and summary, at once."""
+    """Replace ``results`` with the completed run's curves and the headline of its summary, at once."""
+    summary = json.loads((live / "metrics.json").read_text())
     with atomic_dir(results) as tmp:
         shutil.copytree(live / "plots", tmp / "plots")
-        shutil.copy2(live / "metrics.json", tmp / "metrics.json")
+        (tmp / "metrics.json").write_text(json.dumps(headline(summary), indent=4) + "\n")  # inside the new folder
     log.info("wrote %s", results)
