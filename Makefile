@@ -26,10 +26,17 @@ plots/offline.html: plots/page.html pipeline/plots_page.py $(VENV)/.installed
 repro: setup
 	dvc repro
 
+# The whole suite on up to 4 cores (pytest-xdist): an end-to-end test spends most of its time starting processes,
+# in dvc and in ffmpeg, on one core each. A test file's tests stay together on one worker, as their fixtures expect.
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
+PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
+
 test: setup lint
-	pytest -q
+	pytest -q $(PARALLEL)
 
 # The fast tier: everything but the end-to-end and package-index tests.
+# (in one process: its tests are short and use every core already, so workers gain nothing)
 test-fast: setup lint
 	pytest -q -m "not slow and not network"
 

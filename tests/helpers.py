@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,13 @@ def sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
+
+
+def free_port() -> int:
+    """A TCP port no one listens on now, for a multi-process training run (tests may run in parallel)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for_queue(root: Path, timeout_s: float = 600) -> str:
@@ -237,3 +245,15 @@ def copy_reproduced(baseline: tuple[Path, str], dest: Path) -> tuple[Path, str]:
 
 def file_md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def train_params(root: Path, lr: float | None = None, **changes) -> dict:
+    """Write the committed tiny params with ``train`` changes (each test starts from the same baseline, without
+    the checkpoint an earlier test's interrupted run may have left)."""
+    shutil.rmtree(root / "state/train", ignore_errors=True)
+    params = yaml.safe_load(sh(root, "git", "show", "HEAD:params.yaml").stdout)
+    params["train"].update(changes)
+    if lr is not None:
+        params["lr"] = lr
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params

@@ -96,7 +96,7 @@ def with_value(key: str, value: typing.Any) -> dict:
     return params
 
 
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_value_of_any_key_loads_or_is_one_line_naming_the_key(tmp_path, data):
     key, hint, meta = data.draw(st.sampled_from(KEYS), label="key")

@@ -5,35 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-import yaml
 
-from pipeline.core.errors import EXIT_INTERRUPTED
 from pipeline.footage.triplets import split_spans
-from tests.helpers import ENV, copy_reproduced, lr_curve, sh
+from tests.helpers import ENV, copy_reproduced, lr_curve, sh, train_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
-
-
-def train_params(root: Path, lr: float | None = None, **changes) -> dict:
-    """Write the committed tiny params with ``train`` changes (each test starts from the same baseline, without
-    the checkpoint an earlier test's interrupted run may have left)."""
-    shutil.rmtree(root / "state/train", ignore_errors=True)
-    params = yaml.safe_load(sh(root, "git", "show", "HEAD:params.yaml").stdout)
-    params["train"].update(changes)
-    if lr is not None:
-        params["lr"] = lr
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return params
 
 
 @pytest.fixture(scope="module")
@@ -128,42 +111,11 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     assert {"gain.psnr", "lr"} <= listed <= headline | {"lr", "models/finetuned/flownet.pkl"}
 
 
-def test_interrupted_training_resumes_to_identical_weights(project):
-    """Ctrl-C after a checkpoint, rerun: the run continues from it and ends bit-identical to an uninterrupted one."""
-    root, _ = project
-    train_params(root, steps=40, warmup_steps=4, checkpoint_every=5, val_every=100)
-    weights = root / "models/finetuned/flownet.pkl"
-    train = [sys.executable, "-m", "pipeline.train"]
-    sh(root, *train)
-    uninterrupted = torch.load(weights, weights_only=True)
-    checkpoint = root / "state/train/latest/step.json"
-    # SIGINT back to its default in the child: a suite started in the background (`make test &`) inherits an
-    # ignored SIGINT, and Python then never raises KeyboardInterrupt
-    proc = subprocess.Popen(train, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
-    assert "Traceback" not in err, err[err.find("Traceback") - 300:][:4000]  # the whole traceback, if one came
-    assert "interrupted" in err
-    stopped_at = json.loads(checkpoint.read_text())["step"]
-    assert 0 < stopped_at < 40
-    resumed = sh(root, *train)
-    assert f"resuming from state/train/latest at step {stopped_at}" in resumed.stderr
-    final = torch.load(weights, weights_only=True)
-    assert all(torch.equal(final[k], uninterrupted[k]) for k in uninterrupted)
-    steps = pd.read_csv(root / "results/train/plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
-    assert steps == list(range(1, 41))
-
-
 def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
     """The same through dvc repro, which deletes a stage's outputs before running it unless they persist:
     the resumed run must keep the curves logged before the interruption, validation at step 0 included."""
     root, _ = project
-    train_params(root, steps=30, warmup_steps=3, checkpoint_every=5, val_every=10)
+    train_params(root, steps=16, warmup_steps=3, checkpoint_every=4, val_every=8)
     checkpoint = root / "state/train/latest/step.json"
     repro = ["dvc", "repro", "train"]
     proc = subprocess.Popen(repro, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -177,103 +129,7 @@ def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
     resumed = sh(root, *repro)
     assert "resuming from state/train/latest at step" in resumed.stdout + resumed.stderr
     curves = root / "results/train/plots/metrics"
-    assert pd.read_csv(curves / "train/loss.tsv", sep="\t")["step"].tolist() == list(range(1, 31))
-    assert pd.read_csv(curves / "val/psnr.tsv", sep="\t")["step"].tolist() == [0, 10, 20, 30]
+    assert pd.read_csv(curves / "train/loss.tsv", sep="\t")["step"].tolist() == list(range(1, 17))
+    assert pd.read_csv(curves / "val/psnr.tsv", sep="\t")["step"].tolist() == [0, 8, 16]
     assert pd.read_csv(curves / "train/seconds.tsv", sep="\t")["seconds"].is_monotonic_increasing
-    assert json.loads((root / "results/train/metrics.json").read_text())["step"] == 30  # the steps run
-
-
-def test_the_preview_is_what_training_logs(project):
-    """A strategy with a shape: cosine, layer-wise decay and a group frozen for the first steps."""
-    root, _ = project
-    params = train_params(root, lr=2e-5, steps=8, schedule="warmup_cosine", warmup_steps=2, val_every=100,
-                          checkpoint_every=100)
-    params["train"]["groups"].update(layer_decay=0.5)
-    params["train"]["freeze"].update(groups={"block0": 3})
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(root, sys.executable, "-m", "pipeline.train")
-    sh(root, sys.executable, "-m", "pipeline.lr_preview")
-    preview = pd.read_csv(root / "results/lr_preview/lr.tsv", sep="\t")
-    assert (root / "results/lr_preview/lr.png").stat().st_size > 10_000
-    assert list(preview.columns) == ["step", "block0", "block1", "block2", "teacher"]
-    for group in preview.columns[1:]:
-        logged = lr_curve(root, group)
-        assert logged["step"].tolist() == preview["step"].tolist() == list(range(1, 9))
-        assert logged[group].tolist() == pytest.approx(preview[group].tolist(), rel=1e-12)
-    assert preview["block0"].tolist()[:3] == [0.0] * 3 and preview["block0"][3] > 0
-    assert preview["block1"][1] == pytest.approx(1e-5)  # end of warmup: lr x 0.5
-
-
-
-def test_early_stopping_keeps_the_best_weights(project):
-    """min_delta no run can reach: the first validation after step 0 is not better, training stops there, and
-    `keep: best` writes the step-0 weights (the pretrained ones, also the moving average's starting point)."""
-    root, _ = project
-    train_params(root, steps=6, schedule="plateau", val_every=1, checkpoint_every=100, keep="best",
-                 ema_decay=0.5, early_stopping={"patience": 1, "min_delta": 50.0})
-    done = sh(root, sys.executable, "-m", "pipeline.train")
-    assert "early stopping at step 1" in done.stderr and "keeping the weights of step 0" in done.stderr
-    final = torch.load(root / "models/finetuned/flownet.pkl", weights_only=True)
-    pretrained = torch.load(root / "models/pretrained/flownet.pkl", weights_only=True)
-    assert final.keys() == pretrained.keys()
-    assert all(torch.equal(final[k], pretrained[k]) for k in final)
-
-
-
-
-def test_detail_terms_and_val_vmaf_get_curves_and_keep_by_keeps_psnr_within_vmaf(project):
-    """Census and edge terms on, Charbonnier off: a curve for each term that is on; VMAF at every validation; and
-    psnr_within_vmaf keeps the best val PSNR among the validations whose VMAF is not below step 0's."""
-    root, _ = project
-    loss = {"laplacian": 1.0, "teacher": 1.0, "distill": 0.01, "census": 0.1, "gradient": 0.1, "charbonnier": 0.0}
-    train_params(root, steps=4, val_every=2, checkpoint_every=100, keep="best", keep_by="psnr_within_vmaf",
-                 vmaf_tolerance=0.0, val_vmaf_triplets=1, loss=loss)
-    done = sh(root, sys.executable, "-m", "pipeline.train")
-    curves = root / "results/train/plots/metrics"
-    for term in ("census", "gradient"):
-        logged = pd.read_csv(curves / f"train/loss_{term}.tsv", sep="\t")
-        assert logged["step"].tolist() == [1, 2, 3, 4] and (logged[f"loss_{term}"] > 0).all()
-    assert not (curves / "train/loss_charbonnier.tsv").exists()
-    vmaf = pd.read_csv(curves / "val/vmaf.tsv", sep="\t")
-    psnr = pd.read_csv(curves / "val/psnr.tsv", sep="\t")
-    assert vmaf["step"].tolist() == psnr["step"].tolist() == [0, 2, 4] and vmaf["vmaf"].between(0, 100).all()
-    eligible = psnr[vmaf["vmaf"] >= vmaf["vmaf"][0]]
-    kept = int(eligible["step"][eligible["psnr"].idxmax()])
-    assert f"keeping the weights of step {kept} (val PSNR {psnr['psnr'][kept // 2]:.3f} dB, VMAF " in done.stderr
-
-
-def test_two_cpu_processes_take_the_same_steps_and_rates(project):
-    """Two processes (DDP over gloo) and gradient accumulation: the schedule still ends at the last optimizer
-    step."""
-    root, _ = project
-    train_params(root, steps=4, schedule="warmup_cosine", warmup_steps=1, batch_size=1, grad_accum_steps=2,
-                 val_every=2, checkpoint_every=100)
-    train = [sys.executable, "-m", "pipeline.train"]
-    sh(root, *train)
-    single = {g: lr_curve(root, g) for g in ("block2", "teacher")}
-    # `accelerate launch --cpu --num_processes 2` starts one process; this is the launch that starts two
-    two = subprocess.run([*train, "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517"],
-                         cwd=root, env={**ENV, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True)
-    assert two.returncode == 0, two.stderr[-3000:]
-    assert "with 2 process(es) (DistributedType.MULTI_CPU)" in two.stderr
-    for group, curve in single.items():
-        assert lr_curve(root, group)[group].tolist() == curve[group].tolist()
-        assert lr_curve(root, group)["step"].tolist() == [1, 2, 3, 4]
-    val = pd.read_csv(root / "results/train/plots/metrics/val/psnr.tsv", sep="\t")
-    assert val["step"].tolist() == [0, 2, 4]
-
-
-def test_a_non_finite_loss_stops_with_one_line(project):
-    root, _ = project
-    weights = root / "models/finetuned/flownet.pkl"
-    before = weights.read_bytes()
-    params = train_params(root, steps=3, checkpoint_every=100, val_every=100)
-    params["train"]["loss"]["laplacian"] = 1e40  # overflows float32: the loss is inf at the first step
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    done = subprocess.run([sys.executable, "-m", "pipeline.train"], cwd=root, env=ENV, capture_output=True,
-                          text=True)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: training loss is not finite at step 0")
-    assert "lower lr" in last and "state/train" not in last
-    assert weights.read_bytes() == before
+    assert json.loads((root / "results/train/metrics.json").read_text())["step"] == 16  # the steps run

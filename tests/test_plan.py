@@ -134,7 +134,7 @@ CELLS = st.one_of(st.integers(-500, 500).map(str), st.floats(allow_nan=True, all
                   st.text(string.printable, max_size=5))
 
 
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_changed_cell_is_read_safely_or_named(tmp_path, data):
     """Property: a plan with one cell changed to anything is either accepted, and then every view is a full crop

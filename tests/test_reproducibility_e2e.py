@@ -14,8 +14,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from tests.helpers import ENV, file_md5, new_project, sh
+from tests.helpers import ENV, copy_reproduced, file_md5, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # trains three times; fetch downloads the official weights
 
@@ -31,10 +32,14 @@ needs_two_cores = pytest.mark.skipif(len(cores()) < 2 or shutil.which("taskset")
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    # frames and batches of the default size: smaller ones leave oneDNN too little to split over threads
-    root = new_project(tmp_path_factory.mktemp("threads"), {"augment": {"crop": 224},
-                                                            "train": {"steps": 2, "val_every": 2, "batch_size": 4}})
+def project(tmp_path_factory, reproduced):
+    """The reproduced tiny project with views and batches of the default size (smaller ones leave oneDNN too
+    little to split over threads): only augment runs again."""
+    root, _ = copy_reproduced(reproduced, tmp_path_factory.mktemp("threads"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["augment"]["crop"] = 224
+    params["train"].update(steps=2, val_every=2, batch_size=4)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "dvc", "repro", "augment")
     return root
 
