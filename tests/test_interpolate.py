@@ -17,8 +17,8 @@ import torch
 from pipeline import interpolate as interpolate_cli
 from pipeline.core.errors import UserError
 from pipeline.footage.encoder import CODECS, MASTER, VideoWriter
+from pipeline.footage.interpolation import interpolate_video
 from pipeline.footage.video import decode, probe
-from pipeline.interpolate import interpolate_video
 from pipeline.models import create_model, expected_shapes, save_checkpoint
 from tests.golden import seeded_state
 from tests.helpers import (

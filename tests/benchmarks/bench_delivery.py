@@ -24,8 +24,8 @@ import torch
 from pipeline.core.params import load_params
 from pipeline.core.paths import FINETUNED, PARAMS_FILE, PRETRAINED
 from pipeline.footage.encoder import CODECS, DELIVERY, MASTER, VideoWriter, check_codec, output_colour
+from pipeline.footage.interpolation import interpolate_video
 from pipeline.footage.video import Frame, decode, probe
-from pipeline.interpolate import interpolate_video
 from pipeline.models import AUTO, load_checkpoint
 from pipeline.scoring.metrics import MAX_PSNR, psnr
 
