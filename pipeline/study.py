@@ -19,25 +19,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections import Counter
 from pathlib import Path
 
-from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.errors import UserError
 from pipeline.core.paths import STUDY_RESULTS
 from pipeline.core.runner import user_facing
-from pipeline.experiments.records import (
-    PER_TRIPLET,
-    SEGMENT_FRAMES,
-    TRAIN_SECONDS,
-    Experiment,
-    committed_table,
-    experiments_json,
-    parse,
-)
-from pipeline.experiments.report import plot, report_text, rows
+from pipeline.experiments.report import report
 from pipeline.experiments.runs import (
-    DEFAULT,
     baseline_seed,
     parse_settings,
     parse_shard,
@@ -45,104 +33,8 @@ from pipeline.experiments.runs import (
     select_runs,
     study_runs,
 )
-from pipeline.experiments.verdict import StrategyResult, segment_lengths, summarise
 
 log = logging.getLogger("pipeline.study")
-
-IGNORED = ("base.seed", "evaluate.methods", "evaluate.metrics", "evaluate.videos")  # not what a strategy is
-
-
-def flatten(params: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in params.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def settings(params: dict, baseline: dict) -> str:
-    """What a run sets differently from the baseline commit (the seed and evaluate's extras aside)."""
-    mine, base = flatten(params), flatten(baseline)
-    changed = [f"{k}={mine[k]}" for k in sorted(mine) if mine[k] != base.get(k) and not k.startswith(IGNORED)]
-    return ", ".join(changed) or "baseline params"
-
-
-def common_settings(runs: list[Experiment], baseline: dict) -> str:
-    """What every run sets differently from the baseline commit (shown once, not in every row)."""
-    shared = None
-    for run in runs:
-        mine = set(settings(run.params, baseline).split(", "))
-        shared = mine if shared is None else shared & mine
-    return ", ".join(sorted((shared or set()) - {"baseline params"}))
-
-
-def strategies(baseline: Experiment, runs: list[Experiment]) -> list[StrategyResult]:
-    """The runs grouped by strategy, in the order first seen; the baseline commit's own run is the default when
-    no run is named after it. A strategy's settings leave out what every run sets."""
-    groups: dict[str, list[Experiment]] = {}
-    for run in runs:
-        groups.setdefault(run.strategy, []).append(run)
-    if DEFAULT not in groups:
-        groups = {DEFAULT: [baseline], **groups}
-    shared = set(common_settings(runs, baseline.params).split(", "))
-    results = []
-    for name, members in groups.items():
-        own = [s for s in settings(members[0].params, baseline.params).split(", ") if s not in shared]
-        results.append(StrategyResult(name, ", ".join(own) or "the common settings only", members))
-    return results
-
-
-def load_tables(results: list[StrategyResult]) -> dict[str, dict]:
-    return {run.name: {"triplets": committed_table(run, PER_TRIPLET), "frames": committed_table(run, SEGMENT_FRAMES),
-                       "seconds": committed_table(run, TRAIN_SECONDS, sep="\t")}
-            for r in results for run in r.runs}
-
-
-def gather_runs(revs: list[str]) -> tuple[Experiment, list[Experiment]]:
-    """The first commit's baseline run, and the experiments of every commit in ``revs`` (HEAD when empty): runs
-    queued from several commits of the same data compare as one study, e.g. new strategies queued after code that
-    leaves the default's training bit for bit as it was."""
-    baseline, runs = parse(experiments_json(revs[0] if revs else None))
-    for rev in revs[1:]:
-        runs += parse(experiments_json(rev))[1]
-    repeated = sorted(name for name, count in Counter(run.name for run in runs).items() if count > 1)
-    if repeated:
-        raise UserError(f"--rev: the commits have experiments of the same name ({', '.join(repeated)}); "
-                        "rename one with `dvc exp rename`, or report the commits apart")
-    return baseline, runs
-
-
-def report(revs: list[str], out: Path) -> str:
-    baseline, runs = gather_runs(revs)
-    results = strategies(baseline, runs)
-    tables = load_tables(results)
-    if baseline.name not in tables:
-        tables[baseline.name] = {"triplets": committed_table(baseline, PER_TRIPLET)}
-    first = next((t for t in tables.values() if t.get("triplets") is not None), None)
-    if first is None:
-        raise UserError("no finished run has results/evaluate/per_triplet.csv in git: run `dvc queue start` and "
-                        "wait for the runs, or commit a `dvc repro`")
-    frames = next((t["frames"] for t in tables.values() if t.get("frames") is not None and len(t["frames"])), None)
-    buckets = int(flatten(baseline.params).get("evaluate.motion_buckets", 4))
-    study = summarise(results, tables, first["triplets"]["triplet"].tolist(), buckets,
-                      segment_lengths(frames) if frames is not None else None)
-    gain = (baseline.evaluate.get("gain") or {}).get("psnr")
-    line = (f"The {baseline.name}: test gain {gain:+.3f} dB (one run, all methods)." if gain is not None
-            else f"The {baseline.name}: no evaluate metrics.")
-    shared = common_settings(runs, baseline.params)
-    if shared:
-        line += f" Every run also sets: {shared}."
-    text = report_text(study, line)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "summary.md", text)
-    with atomic_path(out / "summary.csv") as tmp:
-        rows(study).to_csv(tmp, index=False, float_format="%.5f")
-    with atomic_path(out / "summary.png") as tmp:
-        plot(study, tmp)
-    log.info("%d runs in %d strategies; wrote %s", len(runs), len(results), out)
-    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -15,6 +15,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import LR_FIND_RESULTS
 from pipeline.experiments.records import Experiment, parse
+from pipeline.experiments.report import settings
 from pipeline.experiments.runs import (
     EXTRA,
     STUDY,
@@ -34,7 +35,6 @@ from pipeline.experiments.stats import (
     two_way_difference,
 )
 from pipeline.experiments.verdict import StrategyResult, bucket_mask, segment_lengths, summarise
-from pipeline.study import settings
 from tests.helpers import assert_user_error, run_module
 
 LR_FIND_METRICS = LR_FIND_RESULTS / "metrics.json"
@@ -272,7 +272,7 @@ def test_set_flags_are_key_value_pairs():
 
 
 def test_what_every_run_sets_is_said_once_not_in_every_row():
-    from pipeline.study import strategies
+    from pipeline.experiments.report import strategies
     base = {"lr": 1e-4, "base": {"seed": 1}, "train": {"threads": 2, "l2sp": 0.0}}
     runs = [Experiment("default-seed1", "success", {**base, "train": {"threads": 1, "l2sp": 0.0}}),
             Experiment("l2sp-100-seed1", "success", {**base, "train": {"threads": 1, "l2sp": 100.0}})]
@@ -314,12 +314,12 @@ def show(rev: str, *names: str) -> list[dict]:
 
 
 def test_the_experiments_of_several_commits_pool_with_the_first_commits_baseline(monkeypatch):
-    import pipeline.study as study
+    import pipeline.experiments.report as report
 
     shows = {"aaa": show("aaa", "default-seed1", "default-seed2"), "bbb": show("bbb", "census-seed1")}
-    monkeypatch.setattr(study, "experiments_json", lambda rev=None: shows[rev])
-    baseline, runs = study.gather_runs(["aaa", "bbb"])
+    monkeypatch.setattr(report, "experiments_json", lambda rev=None: shows[rev])
+    baseline, runs = report.gather_runs(["aaa", "bbb"])
     assert baseline.rev == "aaa" and [run.name for run in runs] == ["default-seed1", "default-seed2", "census-seed1"]
     shows["bbb"] = show("bbb", "default-seed2")
     with pytest.raises(UserError, match=r"the same name \(default-seed2\)"):
-        study.gather_runs(["aaa", "bbb"])
+        report.gather_runs(["aaa", "bbb"])
