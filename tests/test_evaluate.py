@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import shutil
 
 import cv2
@@ -19,7 +20,7 @@ from pipeline.core.params import load_params
 from pipeline.footage.triplets import read_triplet
 from pipeline.scoring.batches import model_predictor, model_scale, same_size_chunks, score_rows, score_triplets
 from pipeline.scoring.interpolators import METHODS, blend, dis_flow, repeat_nearer
-from pipeline.scoring.metrics import METRICS, prediction_to_255, psnr
+from pipeline.scoring.metrics import METRICS, prediction_to_255, psnr, sharpness
 from pipeline.scoring.plots import pick_examples
 from pipeline.scoring.summary import OTHER_CLIPS, headline, motion_buckets, summarise, triplet_table, write_tables
 from pipeline.training import validation
@@ -126,6 +127,41 @@ def test_models_get_the_manifest_timestep_in_batches(triplet_dir):
                            ("psnr", "ssim"), round_prediction=True, batch_size=4)
     assert model.calls == [(2, 48, 64, 0.5, 1.0), (1, 48, 64, 0.25, 1.0), (1, 32, 40, 0.5, 1.0)]
     assert list(table.columns) == ["m_psnr", "m_ssim"] and list(table.index) == list(triplet_dir.index)
+
+
+def test_sharpness_reaches_per_triplet_csv_and_the_means(triplet_dir, params_dict):
+    """A chosen metric flows as every other: one column per method in per_triplet.csv, its mean in details.json."""
+    predict = model_predictor(RecordingModel(), torch.device("cpu"))
+    predictors = {"finetuned": predict, "pretrained": lambda img0, img1, t: img0.astype(np.float32) / 255.0}
+    metrics = ("psnr", "ssim", "sharpness")
+    cfg = evaluate_cfg(params_dict, metrics=list(metrics), motion_buckets=2)
+    table = triplet_table(triplet_dir.assign(gap=1), score_triplets(triplet_dir, predictors, metrics, True))
+    summary = summarise(table, cfg)
+    summary["segments"] = {"segments": 0}
+    write_tables(table, motion_buckets(table, cfg), summary)
+    written = pd.read_csv("results/evaluate/per_triplet.csv")
+    for (_, row), value in zip(triplet_dir.iterrows(), written["finetuned_sharpness"], strict=True):
+        img0, target, img1 = read_triplet(row)
+        pred = prediction_to_255(predict(img0[None], img1[None], row.timestep)[0])
+        assert value == pytest.approx(sharpness(pred, target), abs=1e-6)
+        assert value < 1.0  # a blend of two moving frames is softer than the truth
+    assert written["pretrained_sharpness"].to_numpy() == pytest.approx(1.0, abs=0.3)  # an input frame: as sharp
+    details = json.loads(pathlib.Path("results/evaluate/details.json").read_text())
+    assert details["finetuned"]["sharpness"] == pytest.approx(written["finetuned_sharpness"].mean(), abs=1e-6)
+    assert "sharpness" in details["finetuned_minus_pretrained"]
+    assert "sharpness" not in json.dumps(json.loads(pathlib.Path("results/evaluate/metrics.json").read_text()))
+
+
+def test_the_means_and_gains_skip_a_nan_sharpness(params_dict):
+    table = fake_table([0.5, -0.2, 0.3], ["x", "x", "y"]).assign(
+        finetuned_sharpness=[0.8, np.nan, 0.6], pretrained_sharpness=[1.0, np.nan, 0.9])
+    summary = summarise(table, evaluate_cfg(params_dict, metrics=["psnr", "ssim", "sharpness"]))
+    assert summary["finetuned"]["sharpness"] == pytest.approx(0.7)
+    assert summary["pretrained"]["sharpness"] == pytest.approx(0.95)
+    gain = summary["finetuned_minus_pretrained"]
+    assert gain["sharpness"] == pytest.approx(-0.25)
+    assert gain["sharpness_ci95_low"] <= gain["sharpness"] <= gain["sharpness_ci95_high"]
+    assert gain["psnr"] == pytest.approx(0.2)  # the other metrics keep every triplet
 
 
 def test_train_validation_scores_are_the_shared_scores(triplet_dir):
@@ -308,7 +344,8 @@ def test_the_stage_writes_every_output(tmp_path, params_dict, official_hdv3):
     assert metrics["dis_flow"]["psnr"] > metrics["blend"]["psnr"]
     assert list(metrics["per_clip"]) == ["a.avi"]
     table = pd.read_csv(out / "per_triplet.csv")
-    assert len(table) == metrics["triplets"] and {"motion", "timestep", "dis_flow_ssim_matlab"} <= set(table.columns)
+    assert len(table) == metrics["triplets"] and {"motion", "timestep", "dis_flow_ssim_matlab",
+                                                        "finetuned_sharpness"} <= set(table.columns)
     assert len(pd.read_csv(out / "motion_buckets.csv")) == 2
     assert sorted(p.name for p in (out / "examples").iterdir()) == ["degraded_1.png", "improved_1.png"]
     assert (out / "summary.png").stat().st_size > 10_000

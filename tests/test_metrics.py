@@ -1,9 +1,10 @@
-"""Metrics against known values, scikit-image and a naive re-computation; the paired bootstrap."""
+"""Metrics against known values, scikit-image and a naive re-computation; sharpness; the paired bootstrap."""
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
@@ -12,11 +13,13 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pipeline.scoring.metrics import (
     METRICS,
+    laplacian_energy,
     luma,
     paired_difference,
     prediction_to_255,
     psnr,
     psnr_y,
+    sharpness,
     ssim,
     ssim_matlab,
 )
@@ -126,14 +129,60 @@ def test_ssim_matlab_treats_the_channels_as_one_volume():
     assert ssim_matlab(pred, target) == pytest.approx(np.mean(expected), rel=1e-9)
 
 
-@pytest.mark.parametrize("name", sorted(METRICS))
-def test_every_metric_is_symmetric_and_best_on_identical_frames(name):
+SIMILARITIES = sorted(set(METRICS) - {"sharpness"})  # sharpness is a ratio of the two frames' detail
+
+
+def test_similarities_are_every_metric_but_sharpness():
+    assert SIMILARITIES == ["psnr", "psnr_y", "ssim", "ssim_matlab"]
+
+
+@pytest.mark.parametrize("name", SIMILARITIES)
+def test_every_similarity_is_symmetric_and_best_on_identical_frames(name):
     metric = METRICS[name]
     pred, target = noisy_pair((24, 30, 3), 8)
     best = metric(target, target)
     assert best == math.inf if name.startswith("psnr") else best == pytest.approx(1.0)
     assert metric(pred, target) == pytest.approx(metric(target, pred))
     assert metric(pred, target) < best
+
+
+def grey_checkerboard(size: int, low: int, high: int) -> np.ndarray:
+    board = np.where(np.indices((size, size)).sum(axis=0) % 2, high, low).astype(np.uint8)
+    return np.repeat(board[..., None], 3, axis=2)
+
+
+def test_laplacian_energy_of_a_checkerboard_and_of_opencv_laplacian():
+    assert laplacian_energy(grey_checkerboard(6, 0, 10)) == pytest.approx(40.0**2)  # every response is +-4 x 10
+    image = noisy_pair((20, 26, 3), 4)[0]
+    response = cv2.Laplacian(luma(image), cv2.CV_64F, ksize=1)[1:-1, 1:-1]  # the 4-neighbour 3x3 kernel
+    assert laplacian_energy(image) == pytest.approx(np.mean(response**2), rel=1e-12)
+
+
+def test_sharpness_of_a_blurred_checkerboard_is_its_squared_contrast():
+    truth = grey_checkerboard(12, 0, 10)
+    blurred = cv2.blur(truth, (3, 3))  # 50/9 and 40/9, rounded to 6 and 4 as uint8: contrast 2 of 10
+    assert np.unique(blurred).tolist() == [4, 6]
+    assert sharpness(blurred, truth) == pytest.approx((2 / 10) ** 2)
+    assert sharpness(truth, blurred) == pytest.approx(25.0)  # sharper than its truth
+
+
+def test_sharpness_is_one_on_the_truth_below_one_when_blurred_and_nan_on_a_flat_truth():
+    texture = noisy_pair((32, 40, 3), 6)[0]
+    assert sharpness(texture, texture) == 1.0
+    for sigma in (0.5, 1.0, 2.0):
+        assert sharpness(cv2.GaussianBlur(texture, (0, 0), sigma), texture) < 1.0
+    assert 0.0 < sharpness(cv2.GaussianBlur(texture, (0, 0), 2.0), texture) < sharpness(
+        cv2.GaussianBlur(texture, (0, 0), 0.5), texture)  # more blur, less detail
+    flat = np.full((16, 16, 3), 128, np.uint8)
+    assert math.isnan(sharpness(texture[:16, :16], flat)) and math.isnan(sharpness(flat, flat))
+    assert sharpness(flat, texture[:16, :16]) == 0.0
+
+
+def test_sharpness_reads_bt601_luma():
+    grey = grey_checkerboard(8, 0, 100)
+    blue = np.zeros_like(grey)
+    blue[..., 2] = grey[..., 2]  # the same pattern in the blue channel only: luma weight 0.114
+    assert sharpness(blue, grey) == pytest.approx(0.114**2)
 
 
 def test_prediction_rounding():
@@ -150,3 +199,12 @@ def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
     assert first == paired_difference(a, b, 1000, seed=7)
     assert first["ci95_low"] < first["mean"] < first["ci95_high"]
     assert 0.4 < first["ci95_low"] and first["ci95_high"] < 0.6
+
+
+def test_bootstrap_leaves_out_pairs_with_a_nan():
+    a = np.array([1.0, np.nan, 3.0, 5.0])
+    b = np.array([0.0, np.nan, 1.0, 2.0])
+    assert paired_difference(a, b, 200, seed=0) == paired_difference(a[[0, 2, 3]], b[[0, 2, 3]], 200, seed=0)
+    assert paired_difference(a, b, 200, seed=0)["mean"] == pytest.approx(2.0)
+    nothing = paired_difference(np.array([np.nan]), np.array([np.nan]), 200, seed=0)
+    assert all(math.isnan(v) for v in nothing.values())

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.core.errors import UserError
-from pipeline.core.params import VideosOpts, load_params
+from pipeline.core.params import Evaluate, VideosOpts, load_params
 from pipeline.core.schema import build
 from pipeline.footage.sources import Clip
 from pipeline.footage.triplets import split_spans, split_triplets
@@ -24,6 +24,8 @@ from pipeline.scoring.ffmpeg import MinterpolateStream, VmafStream, clip_vmaf, m
 from pipeline.scoring.interpolators import blend
 from pipeline.scoring.metrics import block_bootstrap, paired_difference, psnr
 from pipeline.scoring.segment_plan import Segment, interval_frames, plan_segments
+from pipeline.scoring.segment_summary import summarise_segments
+from pipeline.scoring.segments import Rebuilt
 from pipeline.scoring.watch import (
     LABEL_HEIGHT,
     NO_PREVIEW,
@@ -271,3 +273,18 @@ def test_a_folder_with_a_preview_gets_no_placeholder(tmp_path, params_dict):
     (tmp_path / "clip.mp4.png").write_bytes(b"png")
     fill_empty_previews(tmp_path, opts)
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4.png"]
+
+
+def test_segment_means_skip_a_nan_sharpness(params_dict):
+    """Every chosen metric has its mean over the interpolated frames; a frame with a flat truth (NaN sharpness)
+    is left out of that mean only."""
+    cfg = build(Evaluate, {**params_dict["evaluate"], "methods": ["finetuned", "pretrained"],
+                           "metrics": ["psnr", "ssim", "sharpness"], "bootstrap_samples": 200}, "evaluate.")
+    table = pd.DataFrame({"clip": "a", "segment": 0, "finetuned_psnr": [30.0, 32.0, 34.0],
+                          "pretrained_psnr": [29.0, 31.0, 33.0], "finetuned_ssim": 0.9, "pretrained_ssim": 0.8,
+                          "finetuned_sharpness": [0.8, np.nan, 0.6], "pretrained_sharpness": [1.0, np.nan, 0.9]})
+    vmaf = [{"finetuned": np.array([90.0, 91.0, 92.0, 93.0]), "pretrained": np.array([91.0, 92.0, 93.0, 94.0])}]
+    summary = summarise_segments(Rebuilt(("finetuned", "pretrained"), vmaf=vmaf), table, cfg)
+    assert summary["finetuned"]["sharpness"] == pytest.approx(0.7)
+    assert summary["pretrained"]["sharpness"] == pytest.approx(0.95)
+    assert summary["finetuned"]["psnr"] == pytest.approx(32.0) and summary["finetuned"]["vmaf"] == pytest.approx(91.5)

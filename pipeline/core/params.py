@@ -27,7 +27,7 @@ ARCH_NAMES = ("auto", "hdv3", "4.6", "4.18", "4.22", "4.22.lite", "4.25", "4.26"
 # Names of the evaluation methods and metrics (the registries in pipeline.scoring.interpolators and
 # pipeline.scoring.metrics, which import torch and OpenCV; a test checks that these lists match them).
 METHODS = ("finetuned", "pretrained", "repeat", "blend", "dis_flow", "ffmpeg_mci")
-METRICS = ("psnr", "ssim", "psnr_y", "ssim_matlab")
+METRICS = ("psnr", "ssim", "psnr_y", "ssim_matlab", "sharpness")
 REQUIRED_METHODS = ("finetuned", "pretrained")  # the comparison the stage exists for
 REQUIRED_METRICS = ("psnr", "ssim")  # the headline pair in metrics.json; the plots and the ranking of examples use psnr
 

@@ -2,7 +2,8 @@
 
 ``psnr`` and ``ssim`` are the headline numbers of metrics.json (they agree with scikit-image's). ``psnr_y`` and
 ``ssim_matlab`` are optional extras for comparing with numbers published elsewhere; each is reported under
-its own name, never in place of the first two.
+its own name, never in place of the first two. ``sharpness`` is no similarity: it compares the fine detail of the
+prediction with the truth's (1 = as much, below 1 = softer), NaN where the truth is flat.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03  # Wang et al.'s stabilising constants, times the 
 # ITU-R BT.601 luma weights, full range (Y = 0.299 R + 0.587 G + 0.114 B, peak 255). MATLAB's rgb2ycbcr, used by
 # super-resolution papers, maps Y to 16..235 instead: its PSNR is 20 log10(255 / 219) = 1.32 dB higher.
 BT601_LUMA = np.array([0.299, 0.587, 0.114])
+# Laplacian energy (mean squared response, 0-255 luma) below which a ground truth counts as flat: one pixel of an
+# 8K frame off by one step of blue (luma 0.114) already gives about 8e-9, so only a truly flat frame is below it
+FLAT_ENERGY = 1e-10
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -101,11 +105,28 @@ def ssim_matlab(pred: np.ndarray, target: np.ndarray) -> float:
     return float(_ssim_map(pred, target, _volume_blur).mean())
 
 
+def laplacian_energy(image: np.ndarray) -> float:
+    """Mean squared response of the 3x3 Laplacian (4-neighbour: the four neighbours minus 4 x the centre) on the
+    BT.601 luma of ``image``, over the pixels whose neighbours are all inside the frame (no padding)."""
+    y = luma(image)
+    response = y[:-2, 1:-1] + y[2:, 1:-1] + y[1:-1, :-2] + y[1:-1, 2:] - 4.0 * y[1:-1, 1:-1]
+    return float(np.mean(response**2))
+
+
+def sharpness(pred: np.ndarray, target: np.ndarray) -> float:
+    """The prediction's Laplacian energy over the truth's: 1.0 = as much fine detail as the truth, below 1 =
+    softer (blurred), above 1 = more high-frequency content (noise, ringing, blocking). NaN if the truth is flat
+    (energy under :data:`FLAT_ENERGY`); the means skip it."""
+    reference = laplacian_energy(target)
+    return math.nan if reference < FLAT_ENERGY else laplacian_energy(pred) / reference
+
+
 METRICS: dict[str, Metric] = {
     "psnr": psnr,
     "ssim": ssim,
     "psnr_y": psnr_y,
     "ssim_matlab": ssim_matlab,
+    "sharpness": sharpness,
 }
 
 
@@ -117,8 +138,12 @@ def prediction_to_255(image: np.ndarray, round_prediction: bool = True) -> np.nd
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> dict[str, float]:
-    """Mean of ``a - b`` with a percentile bootstrap 95% interval over triplets."""
+    """Mean of ``a - b`` with a percentile bootstrap 95% interval over triplets; pairs with a NaN (a metric
+    undefined on that triplet) are left out, and all three numbers are NaN if no pair is left."""
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    diff = diff[~np.isnan(diff)]
+    if not len(diff):
+        return {"mean": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
