@@ -88,10 +88,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_config(batch: int, threads: int) -> Train:
-    """``train`` of the project's params.yaml with the benchmark's batch, one micro-batch per step."""
+def bench_config(batch: int, threads: int, cpu_isa: str) -> Train:
+    """``train`` of the project's params.yaml with the benchmark's batch (one micro-batch per step), threads and
+    CPU instruction set."""
     cfg = load_params(ROOT / "params.yaml", sections=()).train
-    return dataclasses.replace(cfg, arch=starting_arch(), batch_size=batch, grad_accum_steps=1, threads=threads)
+    return dataclasses.replace(cfg, arch=starting_arch(), batch_size=batch, grad_accum_steps=1, threads=threads,
+                               cpu_isa=cpu_isa)
 
 
 def main() -> None:
@@ -105,7 +107,7 @@ def main() -> None:
     pin_cpu_isa(args.cpu_isa)  # before any tensor work
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = bench_config(args.batch, args.threads)
+    cfg = bench_config(args.batch, args.threads, args.cpu_isa)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device {device}, {torch.get_num_threads()} threads, cpu_isa {args.cpu_isa}, crop {args.crop}, "
           f"batch {args.batch}, {args.steps} steps after 1 warm-up, weights "
