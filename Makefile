@@ -26,11 +26,11 @@ plots/offline.html: plots/page.html pipeline/plots_page.py $(VENV)/.installed
 repro: setup
 	dvc repro
 
-# The whole suite on up to 4 cores (pytest-xdist): an end-to-end test spends most of its time starting processes,
-# in dvc and in ffmpeg, on one core each. A test file's tests stay together on one worker, as their fixtures expect.
-# PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= auto
-PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile
+# The whole suite in one process, with the 15 slowest tests listed at the end. On a 2-core machine, pytest-xdist
+# workers gain nothing (every end-to-end test already keeps both cores busy with dvc, ffmpeg and training); on a
+# bigger machine `make test PYTEST_WORKERS=auto` runs test files side by side on up to 4 workers.
+PYTEST_WORKERS ?= 0
+PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --durations 15
 
 test: setup lint
 	pytest -q $(PARALLEL)

@@ -111,6 +111,19 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     assert {"gain.psnr", "lr"} <= listed <= headline | {"lr", "models/finetuned/flownet.pkl"}
 
 
+def test_going_back_to_the_learning_rate_restores_train_and_evaluate_from_the_run_cache(project):
+    """After the lr experiment above, the committed lr again: DVC's run-cache puts back the baseline's weights,
+    curves and metrics without training, byte for byte."""
+    root, _ = project
+    sh(root, "git", "checkout", "--", "params.yaml")
+    back = sh(root, "dvc", "repro")
+    log = back.stdout + back.stderr
+    for stage in ("train", "evaluate"):
+        assert f"Stage '{stage}' is cached - skipping run" in log
+    assert sh(root, "git", "status", "--porcelain").stdout == ""  # dvc.lock, metrics and curves as committed
+    assert "Data and pipelines are up to date" in sh(root, "dvc", "status").stdout  # weights and cached outputs
+
+
 def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
     """The same through dvc repro, which deletes a stage's outputs before running it unless they persist:
     the resumed run must keep the curves logged before the interruption, validation at step 0 included."""

@@ -132,20 +132,6 @@ def test_evaluate_stopped_after_scoring_keeps_the_whole_previous_set(project):
     assert "evaluate" not in sh(root, "dvc", "status").stdout
 
 
-def test_going_back_to_a_learning_rate_restores_train_and_evaluate_from_the_run_cache(project):
-    root = project
-    first = digest(root, *TRAIN_AND_EVALUATE)
-    set_params(root, lambda p: p.update(lr=7e-5))
-    sh(root, "dvc", "repro")
-    assert digest(root, "models/finetuned/flownet.pkl") != {k: v for k, v in first.items() if "models" in k}
-    sh(root, "git", "checkout", "params.yaml")
-    back = sh(root, "dvc", "repro")
-    log = back.stdout + back.stderr
-    for stage in ("train", "evaluate"):
-        assert f"Stage '{stage}' is cached - skipping run" in log
-    assert digest(root, *TRAIN_AND_EVALUATE) == first  # byte-identical, metrics and curves included
-
-
 def test_a_checkpoint_replaced_in_place_reruns_from_fetch(project):
     root = project
     own = root / "own.pkl"

@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, reproduced):
     root, _ = copy_reproduced(reproduced, tmp_path_factory.mktemp("study"))  # the baseline, committed
-    queued = run_module("pipeline.study", root, "--queue", "--seeds", "2", "--only", "default,author-1e-5")
-    assert queued.returncode == 0, queued.stderr
+    for seeds, strategy in (("2", "default"), ("1", "author-1e-5")):  # two seeds of one: the seed noise floor
+        queued = run_module("pipeline.study", root, "--queue", "--seeds", seeds, "--only", strategy)
+        assert queued.returncode == 0, queued.stderr
     sh(root, "dvc", "exp", "run", "--queue", "-n", "too-high-seed1", "-S", "lr=5.0")  # outside (0, 1]: must fail
     sh(root, "dvc", "queue", "start", "-j", "1")
     return root, wait_for_queue(root, timeout_s=900)
@@ -30,16 +31,15 @@ def swept(tmp_path_factory, reproduced):
 
 def test_replicates_run_from_git_without_rerunning_fetch_or_extract(swept):
     root, status = swept
-    assert status.count("Success") == 4 and status.count("Failed") == 1, status
-    for name in ("default-seed1", "default-seed2", "author-1e-5-seed1", "author-1e-5-seed2"):
+    assert status.count("Success") == 3 and status.count("Failed") == 1, status
+    for name in ("default-seed1", "default-seed2", "author-1e-5-seed1"):
         log = sh(root, "dvc", "queue", "logs", name).stdout
         assert "Running stage 'evaluate'" in log  # the study's own evaluate params
         for stage in ("check_sources", "fetch", "extract", "lr_find"):  # lr_find is not a target of a study's run
             assert f"Running stage '{stage}'" not in log
         # seed 1 is the baseline's seed: its views are the baseline's, and the default's training is too; seed 2
-        # draws new views, once (the second strategy with seed 2 gets them from DVC's run cache)
-        new_views = "Running stage 'augment'" in log or "Stage 'augment' is cached - skipping run" in log
-        assert new_views == name.endswith("seed2")
+        # draws new views
+        assert ("Running stage 'augment'" in log) == name.endswith("seed2")
         assert ("Running stage 'train'" in log) == (name != "default-seed1")
 
 
@@ -49,9 +49,10 @@ def test_the_study_reports_every_strategy_over_its_seeds_and_the_failure(swept):
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(root / "results/study/summary.csv").set_index("strategy")
     assert set(table.index) == {"default", "author-1e-5", "too-high"}
+    seeds = table.loc["default", "seed_gains"].split()
+    assert len(seeds) == 2 and seeds[0] != seeds[1]  # each replicate trained on its own views and batches
+    assert len(str(table.loc["author-1e-5", "seed_gains"]).split()) == 1
     for name in ("default", "author-1e-5"):
-        seeds = table.loc[name, "seed_gains"].split()
-        assert len(seeds) == 2 and seeds[0] != seeds[1]  # each replicate trained on its own views and batches
         assert table.loc[name, "gain_ci95_low"] <= table.loc[name, "gain"] <= table.loc[name, "gain_ci95_high"]
     assert table.loc["default", "group"] == "the default"
     assert table.loc["author-1e-5", "group"].endswith("the default")
