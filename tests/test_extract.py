@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.errors import UserError
+from pipeline.core.errors import EXIT_INTERRUPTED, UserError
 from pipeline.core.params import Extract, build
 from pipeline.footage.extraction import extract_clip, run_clip
 from pipeline.footage.sources import Clip, numbered_frames
@@ -29,6 +33,7 @@ from pipeline.footage.windows import (
     whole_clip,
 )
 from tests.helpers import (
+    ROOT,
     assert_user_error,
     decode_order_stamps,
     make_clip,
@@ -353,6 +358,32 @@ def test_split_by_clip_keeps_each_clip_in_one_split_and_repeats_byte_for_byte(tm
     first = tree_digest(tmp_path / "data/triplets")
     assert run_module("pipeline.extract", tmp_path).returncode == 0
     assert tree_digest(tmp_path / "data/triplets") == first
+
+
+@pytest.mark.slow  # extracts several clips in worker processes
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="extract runs its clips in workers only on 2+ cores")
+def test_ctrl_c_while_workers_extract_is_one_line_and_leaves_nothing(tmp_path, params_dict):
+    """Ctrl-C in a terminal reaches every process of the group: the workers leave without a word (before: a
+    KeyboardInterrupt traceback from each), the main process says it was interrupted, and no output is left."""
+    (tmp_path / "clips").mkdir()
+    for i in range(4):
+        make_clip(tmp_path / f"clips/c{i}.avi", moving_texture(150, 240, 320, seed=i))
+    params_dict["sources"]["videos"] = "clips"
+    write_params(tmp_path, params_dict)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.extract"], cwd=tmp_path, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:  # until a worker has written frames
+        if any(p.is_file() for p in (tmp_path / "data").glob(".triplets.*.tmp/**/*")):
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    assert "Traceback" not in err, err[-4000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted")
+    assert not (tmp_path / "data/triplets").exists() and not list((tmp_path / "data").glob(".triplets.*"))
 
 
 # ---------------------------------------------------------------- bad input

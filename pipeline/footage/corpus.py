@@ -3,9 +3,12 @@ parallel, one process per available core; then the manifest of every candidate t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
-from collections.abc import Callable
+import os
+import signal
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -55,8 +58,10 @@ def run_tasks(tasks: list[Task], out: Path) -> list[dict]:
                 results.append(fn(*args, out))
                 progress.update()
             return results
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(fn, *args, out) for fn, args in tasks]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_leave_quietly_on_ctrl_c) as pool:
+            with _ctrl_c_held():  # the workers start (and import) with Ctrl-C held until they can take it quietly
+                futures = [pool.submit(fn, *args, out) for fn, args in tasks]
             try:
                 for future in as_completed(futures):
                     future.result()
@@ -67,6 +72,25 @@ def run_tasks(tasks: list[Task], out: Path) -> list[dict]:
             return [future.result() for future in futures]
     finally:
         progress.close()
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """SIGINT blocked while the block runs (a Ctrl-C in it arrives when it ends, not lost); processes started in it
+    begin with SIGINT blocked too (the mask is inherited), so it cannot reach them half-imported."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _leave_quietly_on_ctrl_c() -> None:
+    """In each worker: Ctrl-C reaches every process of the terminal's group, so a worker ends at once and silently
+    (exit 130) and the main process alone says, in one line, that extract was interrupted; left to Python, each
+    worker would print a KeyboardInterrupt traceback. Then the Ctrl-C held while it started is let in."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def build_manifest(rows: list[dict]) -> pd.DataFrame:
