@@ -201,3 +201,26 @@ def test_sigterm_stops_training_in_one_line_and_the_run_resumes(project):
     assert "resuming from state/train/latest at step" in resumed.stderr
     sh(root, "git", "checkout", "params.yaml")
     sh(root, "dvc", "repro")
+
+
+def test_sigterm_to_dvc_repros_group_is_one_line_and_puts_the_outputs_back(project):
+    """What a scheduler's kill of a job does: SIGTERM to every process of ``dvc repro train``. dvc itself ends at
+    once (its own default); the stage prints one line, no traceback from the launcher, the training process or
+    the loader, and has the previous outputs back by the time its last process is gone (a few seconds later)."""
+    root = project
+    before = digest(root, *TRAIN_AND_EVALUATE[:2])
+    set_params(root, lambda p: p["train"].update(steps=30, warmup_steps=3, checkpoint_every=2, val_every=100))
+    shutil.rmtree(root / "state/train", ignore_errors=True)
+    checkpoint = root / "state/train/latest/step.json"
+    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=root, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)  # the pipe closes when the group's last process has ended
+    assert "Traceback" not in out, out[-4000:]
+    assert out.count("stopped by SIGTERM; the previous outputs are kept") == 1, out[-2000:]
+    assert digest(root, *TRAIN_AND_EVALUATE[:2]) == before
+    sh(root, "git", "checkout", "params.yaml")
+    shutil.rmtree(root / "state/train", ignore_errors=True)
