@@ -40,6 +40,9 @@ EXTRA: dict[str, dict[str, str]] = {
     "census": {"train.loss.census": "0.5"},
     "gradient": {"train.loss.gradient": "0.15"},
     "keep-vmaf": {"train.keep": "best", "train.keep_by": "psnr_within_vmaf", "train.val_vmaf_triplets": "32"},
+    # Speed: the default in bfloat16 autocast on the CPU's own kernels (AMX or AVX-512 BF16; slower on other CPUs),
+    # against the default's seed noise: does the faster run give the same gain?
+    "bf16": {"train.mixed_precision": "bf16", "train.cpu_isa": "native"},
 }
 
 # What every run of the study shares: the comparison it exists for (fine-tuned against pretrained, PSNR and SSIM,
