@@ -30,15 +30,15 @@ def test_the_published_metrics_keep_the_val_gain_and_the_steps_and_the_curves_ke
     live = tmp_path / "live"
     (live / "plots/metrics/lr").mkdir(parents=True)
     (live / "plots/metrics/lr/block0.tsv").write_text("step\tblock0\n1\t0.0001\n")
-    summary = {"val": {"psnr": 37.7, "ssim": 0.97, "gain_step": 160, "gain": 0.09, "gain_low": -0.07,
-                       "gain_high": 0.25, "triplets": 28},
+    summary = {"val": {"psnr": 37.7, "ssim": 0.97, "gain_step": 160, "gain": 0.091965357, "low": -0.07,
+                       "high": 0.25, "triplets": 28},
                "step": 161, "train": {"loss": 0.01, "loss_teacher": 0.004, "seconds": 2587.2},
                "lr": {"block0": 4e-10, "teacher": 4e-10}}
     (live / "metrics.json").write_text(json.dumps(summary))
     publish_curves(live, tmp_path / "results")
     published = json.loads((tmp_path / "results/metrics.json").read_text())
     assert list(published) == ["val", "step"] and published["step"] == 161
-    assert list(published["val"].items()) == [("gain", 0.09), ("gain_low", -0.07), ("gain_high", 0.25),
+    assert list(published["val"].items()) == [("gain", 0.092), ("low", -0.07), ("high", 0.25),  # 4 decimals
                                               ("gain_step", 160), ("triplets", 28)]
     assert (tmp_path / "results/plots/metrics/lr/block0.tsv").read_text() == "step\tblock0\n1\t0.0001\n"
 

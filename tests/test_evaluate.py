@@ -225,12 +225,12 @@ def test_summary_gain_and_per_clip_breakdown(params_dict):
     json.dumps(summary)  # plain JSON types only
 
 
-HEADLINE = ["gain.psnr", "gain.psnr_low", "gain.psnr_high", "gain.vmaf", "gain.vmaf_low", "gain.vmaf_high",
+HEADLINE = ["psnr.gain", "psnr.low", "psnr.high", "vmaf.gain", "vmaf.low", "vmaf.high",
             "improved", "pretrained.psnr", "pretrained.ssim", "triplets"]
 
 
 def flat_keys(values: dict, prefix: str = "") -> list[str]:
-    """The keys of nested ``values`` as DVC flattens them (``gain.psnr``), in order."""
+    """The keys of nested ``values`` as DVC flattens them (``psnr.gain``), in order."""
     return [key for name, value in values.items()
             for key in (flat_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [f"{prefix}{name}"])]
 
@@ -249,12 +249,13 @@ def test_metrics_json_holds_the_headline_in_order_and_details_json_the_rest(tmp_
     metrics = json.loads((tmp_path / "results/evaluate/metrics.json").read_text())
     assert flat_keys(metrics) == HEADLINE
     gain = summary["finetuned_minus_pretrained"]
-    assert metrics["gain"]["psnr"] == gain["psnr"] == pytest.approx(0.175)
-    assert (metrics["gain"]["psnr_low"], metrics["gain"]["psnr_high"]) == (gain["psnr_ci95_low"],
-                                                                           gain["psnr_ci95_high"])
-    assert (metrics["gain"]["vmaf"], metrics["gain"]["vmaf_low"], metrics["gain"]["vmaf_high"]) == (-0.5, -0.9, -0.1)
+    assert metrics["psnr"]["gain"] == round(gain["psnr"], 4) == pytest.approx(0.175)  # 4 decimals
+    assert (metrics["psnr"]["low"], metrics["psnr"]["high"]) == (round(gain["psnr_ci95_low"], 4),
+                                                                 round(gain["psnr_ci95_high"], 4))
+    assert metrics["vmaf"] == {"gain": -0.5, "low": -0.9, "high": -0.1}
     assert metrics["improved"] == 0.75 and metrics["triplets"] == 4
-    assert metrics["pretrained"] == {"psnr": summary["pretrained"]["psnr"], "ssim": summary["pretrained"]["ssim"]}
+    assert metrics["pretrained"] == {"psnr": round(summary["pretrained"]["psnr"], 4),
+                                     "ssim": round(summary["pretrained"]["ssim"], 4)}
     details = json.loads((tmp_path / "results/evaluate/details.json").read_text())
     assert details == json.loads(json.dumps(summary))  # everything, the baselines and breakdowns included
     assert {"blend", "per_clip", "per_gap", "segments"} <= set(details) and "psnr_y" in details["finetuned"]

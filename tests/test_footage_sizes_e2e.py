@@ -38,5 +38,5 @@ def test_repro_on_the_defaults_with_clips_of_three_sizes(tmp_path):
     assert sum(entry["triplets"] for entry in metrics["per_gap"].values()) == metrics["triplets"]
     summary = json.loads((root / "results/train/metrics.json").read_text())
     val = summary["val"]
-    assert val["gain_low"] <= val["gain"] <= val["gain_high"] and val["gain_step"] == 7
+    assert val["low"] <= val["gain"] <= val["high"] and val["gain_step"] == 7
     assert summary["step"] == 7  # the steps run, not dvclive's next step

@@ -29,10 +29,9 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     for stage in ("check_sources", "fetch", "extract", "augment", "train", "evaluate", "lr_find"):
         assert f"Running stage '{stage}'" in log
     headline = json.loads((root / "results/evaluate/metrics.json").read_text())
-    assert list(headline) == ["gain", "improved", "pretrained", "triplets"] and headline["triplets"] == 2
-    gain = headline["gain"]
-    assert gain["psnr_low"] <= gain["psnr"] <= gain["psnr_high"]
-    assert gain["vmaf_low"] <= gain["vmaf"] <= gain["vmaf_high"]
+    assert list(headline) == ["psnr", "vmaf", "improved", "pretrained", "triplets"] and headline["triplets"] == 2
+    for gain in (headline["psnr"], headline["vmaf"]):
+        assert list(gain) == ["gain", "low", "high"] and gain["low"] <= gain["gain"] <= gain["high"]
     metrics = json.loads((root / "results/evaluate/details.json").read_text())
     assert metrics["triplets"] == 2 and metrics["finetuned_minus_pretrained"]["psnr"] == gain["psnr"]
     assert sh(root, "git", "check-ignore", "results/evaluate/details.json").returncode == 0  # DVC-cached, not in git
@@ -99,16 +98,21 @@ def test_changing_lr_reruns_only_train_and_evaluate(project):
     assert curve["block2"].iloc[-1] == 1e-5  # exactly, not approximately
     diff = sh(root, "dvc", "metrics", "diff", "--json")
     changed = json.loads(diff.stdout)
-    headline = {"gain.psnr", "gain.psnr_low", "gain.psnr_high", "gain.vmaf", "gain.vmaf_low", "gain.vmaf_high",
-                "improved", "val.gain", "val.gain_low", "val.gain_high", "val.gain_step", "step"}
-    assert {"gain.psnr", "gain.psnr_low", "gain.psnr_high"} <= set(changed["results/evaluate/metrics.json"])
+    headline = {"psnr.gain", "psnr.low", "psnr.high", "vmaf.gain", "vmaf.low", "vmaf.high",
+                "improved", "val.gain", "val.low", "val.high", "val.gain_step", "step"}
+    assert {"psnr.gain", "psnr.low", "psnr.high"} <= set(changed["results/evaluate/metrics.json"])
     assert set(changed["results/evaluate/metrics.json"]) | set(changed["results/train/metrics.json"]) <= headline
     rows = [line for line in sh(root, "dvc", "metrics", "diff").stdout.splitlines() if "metrics.json" in line]
     assert 3 <= len(rows) <= len(headline)  # the headline that moved, not every number evaluate and train report
     # what `dvc exp show --only-changed` lists for the lr run: the headline, lr and the fine-tuned weights' hash
     shown = sh(root, "dvc", "exp", "show", "--only-changed", "--csv").stdout.splitlines()[0].split(",")
     listed = set(shown) - {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
-    assert {"gain.psnr", "lr"} <= listed <= headline | {"lr", "models/finetuned/flownet.pkl"}
+    assert {"psnr.gain", "lr"} <= listed <= headline | {"lr", "models/finetuned/flownet.pkl"}
+    # as a person sees it on a 200-column terminal: no line wider, no column name cut
+    table = subprocess.run(["dvc", "exp", "show", "--only-changed", "--no-pager"], cwd=root, capture_output=True,
+                           text=True, env={**ENV, "COLUMNS": "200"})
+    assert table.returncode == 0 and max(len(line) for line in table.stdout.splitlines()) <= 200, table.stdout
+    assert all(name in table.stdout for name in ("psnr.gain", "psnr.low", "psnr.high", "val.gain", "lr")), table.stdout
 
 
 def test_going_back_to_the_learning_rate_restores_train_and_evaluate_from_the_run_cache(project):

@@ -59,7 +59,7 @@ def test_the_study_reports_every_strategy_over_its_seeds_and_the_failure(swept):
     assert table.loc["too-high", "runs"] == "1 failed" and pd.isna(table.loc["too-high", "gain"])
     markdown = (root / "results/study/summary.md").read_text()
     assert "## Verdict" in markdown and "Seed noise floor" in markdown and markdown in done.stdout
-    assert ": test gain " in markdown and "no evaluate metrics" not in markdown  # the baseline's gain.psnr
+    assert ": test gain " in markdown and "no evaluate metrics" not in markdown  # the baseline's psnr.gain
     default = next(line for line in markdown.splitlines()  # in bold when it is the best strategy
                    if line.startswith(("| default |", "| **default** |")))
     assert float(default.split("|")[-3]) > 0  # train (min): the end of each run's committed seconds curve

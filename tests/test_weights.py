@@ -59,7 +59,7 @@ def test_the_val_gain_is_the_kept_weights_minus_step_zero_with_an_interval():
     last.update([30.2, 31.2, 32.2], 160, is_best=False)  # keep: last takes the last validation
     summary = last.summary()
     assert summary["gain"] == pytest.approx(0.2) and summary["gain_step"] == 160 and summary["triplets"] == 3
-    assert summary["gain_low"] == pytest.approx(0.2) and summary["gain_high"] == pytest.approx(0.2)
+    assert summary["low"] == pytest.approx(0.2) and summary["high"] == pytest.approx(0.2)
     best = ValidationGain(keep_best=True)
     for psnrs, step, is_best in (([30.0, 31.0], 0, True), ([30.5, 31.5], 80, True), ([30.2, 31.2], 160, False)):
         best.update(psnrs, step, is_best)

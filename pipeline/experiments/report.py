@@ -163,6 +163,16 @@ def gather_runs(revs: list[str]) -> tuple[Experiment, list[Experiment]]:
     return baseline, runs
 
 
+def headline_gain(metrics: dict) -> float | None:
+    """The test PSNR gain in an evaluate ``metrics.json``: ``psnr.gain``, or where commits made before that name
+    keep it (``gain.psnr``; ``finetuned_minus_pretrained.psnr`` when metrics.json held every number)."""
+    for section, key in (("psnr", "gain"), ("gain", "psnr"), ("finetuned_minus_pretrained", "psnr")):
+        value = (metrics.get(section) or {}).get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
 def report(revs: list[str], out: Path) -> str:
     baseline, runs = gather_runs(revs)
     results = strategies(baseline, runs)
@@ -177,7 +187,7 @@ def report(revs: list[str], out: Path) -> str:
     buckets = int(flatten(baseline.params).get("evaluate.motion_buckets", 4))
     study = summarise(results, tables, first["triplets"]["triplet"].tolist(), buckets,
                       segment_lengths(frames) if frames is not None else None)
-    gain = (baseline.evaluate.get("gain") or {}).get("psnr")
+    gain = headline_gain(baseline.evaluate)
     line = (f"The {baseline.name}: test gain {gain:+.3f} dB (one run, all methods)." if gain is not None
             else f"The {baseline.name}: no evaluate metrics.")
     shared = common_settings(runs, baseline.params)

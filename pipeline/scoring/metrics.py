@@ -170,3 +170,11 @@ def block_bootstrap(series: list[np.ndarray], block: int, samples: int, seed: in
     low, high = np.percentile(means, [2.5, 97.5])
     mean = float(np.concatenate([np.asarray(v, dtype=np.float64) for v in series]).mean())
     return {"mean": mean, "ci95_low": float(low), "ci95_high": float(high)}
+
+
+HEADLINE_DECIMALS = 4  # of the numbers in the stages' metrics.json: 0.0001 dB is far below what a run can resolve
+
+
+def rounded(value):
+    """``value`` to :data:`HEADLINE_DECIMALS` places when it is a float (so ``dvc exp show`` prints it no wider)."""
+    return round(value, HEADLINE_DECIMALS) if isinstance(value, float) else value

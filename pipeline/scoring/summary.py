@@ -14,7 +14,7 @@ from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.params import REQUIRED_METRICS, Evaluate
 from pipeline.core.paths import EVALUATE_RESULTS
 from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS
-from pipeline.scoring.metrics import MAX_PSNR, paired_difference
+from pipeline.scoring.metrics import MAX_PSNR, paired_difference, rounded
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -88,19 +88,22 @@ def summarise(table: pd.DataFrame, cfg: Evaluate) -> dict:
 
 
 def headline(summary: dict) -> dict:
-    """``metrics.json``, in this order: ``gain``, fine-tuned minus pretrained, the test triplets' PSNR (dB) and the
-    rebuilt segments' VMAF (when rebuilt), each with its 95% interval (``_low``, ``_high``); ``improved``, the
-    share of triplets with a higher PSNR; the pretrained model's PSNR and SSIM and the number of triplets (the same
-    in every run of the footage). Short names, so ``dvc exp show --only-changed`` of a few runs fits a terminal;
-    ``details.json`` holds the whole ``summary``."""
+    """``metrics.json``, in this order: ``psnr``, fine-tuned minus pretrained PSNR on the test triplets (dB), and
+    ``vmaf``, the same for VMAF on the rebuilt segments (when rebuilt), each as ``gain`` with its 95% interval
+    (``low``, ``high``); ``improved``, the share of triplets with a higher PSNR; the pretrained model's PSNR and
+    SSIM and the number of triplets (the same in every run of the footage). Short names and
+    :data:`~pipeline.scoring.metrics.HEADLINE_DECIMALS` places, so ``dvc exp show --only-changed`` of a few runs
+    fits a 200-column terminal; ``details.json`` holds the whole ``summary``."""
     test = summary[GAIN]
-    gain = {"psnr": test["psnr"], "psnr_low": test["psnr_ci95_low"], "psnr_high": test["psnr_ci95_high"]}
+    out = {"psnr": {"gain": test["psnr"], "low": test["psnr_ci95_low"], "high": test["psnr_ci95_high"]}}
     segments = summary["segments"].get(GAIN)
     if segments:
-        gain.update(vmaf=segments["vmaf"], vmaf_low=segments["vmaf_ci95_low"], vmaf_high=segments["vmaf_ci95_high"])
-    return {"gain": gain, "improved": test["share_improved"],
-            "pretrained": {metric: summary["pretrained"][metric] for metric in REQUIRED_METRICS},
-            "triplets": summary["triplets"]}
+        out["vmaf"] = {"gain": segments["vmaf"], "low": segments["vmaf_ci95_low"], "high": segments["vmaf_ci95_high"]}
+    out.update(improved=test["share_improved"],
+               pretrained={metric: summary["pretrained"][metric] for metric in REQUIRED_METRICS},
+               triplets=summary["triplets"])
+    return {key: ({name: rounded(v) for name, v in value.items()} if isinstance(value, dict) else rounded(value))
+            for key, value in out.items()}
 
 
 def motion_buckets(table: pd.DataFrame, cfg: Evaluate) -> pd.DataFrame:

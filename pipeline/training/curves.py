@@ -15,6 +15,7 @@ import pandas as pd
 from accelerate import Accelerator
 
 from pipeline.core.atomic import atomic_dir
+from pipeline.scoring.metrics import rounded
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ SECONDS_CURVE = "plots/metrics/train/seconds.tsv"
 # with its 95% interval, the step they come from and the val triplets; the steps run. The last values of the loss
 # terms, rates, speed, time and val scores are the ends of their curves (short names, few keys: `dvc exp show
 # --only-changed` of a few runs fits a terminal).
-SUMMARY_KEYS = {"val": ("gain", "gain_low", "gain_high", "gain_step", "triplets"), "step": None}
+SUMMARY_KEYS = {"val": ("gain", "low", "high", "gain_step", "triplets"), "step": None}
 
 
 def start_curves(directory: Path, step: int) -> None:
@@ -66,9 +67,9 @@ def headline(summary: dict) -> dict:
         if key not in summary:
             continue
         if fields is None:
-            kept[key] = summary[key]
+            kept[key] = rounded(summary[key])
         elif any(name in summary[key] for name in fields):
-            kept[key] = {name: summary[key][name] for name in fields if name in summary[key]}
+            kept[key] = {name: rounded(summary[key][name]) for name in fields if name in summary[key]}
     return kept
 
 

@@ -176,6 +176,6 @@ def record_val_gain(accelerator: Accelerator, val_gain: ValidationGain) -> None:
     if not gain:
         return
     log.info("val gain of the kept weights (step %d) over the pretrained: %+.3f dB PSNR (95%% CI %+.3f .. %+.3f) "
-             "on %d val triplets", gain["gain_step"], gain["gain"], gain["gain_low"], gain["gain_high"],
+             "on %d val triplets", gain["gain_step"], gain["gain"], gain["low"], gain["high"],
              gain["triplets"])
     add_to_summary(accelerator, "val", gain)

@@ -96,13 +96,13 @@ class ValidationGain:
             self.kept, self.kept_step = list(psnrs), step
 
     def summary(self) -> dict[str, float]:
-        """``gain`` (kept minus pretrained mean val PSNR, dB), its 95% interval (``gain_low``, ``gain_high``), the
-        kept step and the number of val triplets; {} without both."""
+        """``gain`` (kept minus pretrained mean val PSNR, dB), its 95% interval (``low``, ``high``), the kept step
+        (``gain_step``) and the number of val triplets; {} without both."""
         if not self.pretrained or not self.kept:
             return {}
         kept, pretrained = (np.minimum(np.asarray(v, dtype=np.float64), MAX_PSNR) for v in (self.kept, self.pretrained))
         diff = paired_difference(kept, pretrained, *GAIN_BOOTSTRAP)
-        return {"gain": diff["mean"], "gain_low": diff["ci95_low"], "gain_high": diff["ci95_high"],
+        return {"gain": diff["mean"], "low": diff["ci95_low"], "high": diff["ci95_high"],
                 "gain_step": self.kept_step, "triplets": len(kept)}
 
     def state_dict(self) -> dict:
