@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import yaml
 
@@ -83,3 +84,20 @@ def test_what_is_not_restored_is_named_with_what_brings_it_back(tmp_path, monkey
         caplog.clear()
         restore.restore_after_failure()
         assert [r.getMessage() for r in caplog.records] == [expected]
+
+
+def test_only_the_process_named_as_restorer_restores(tmp_path, monkeypatch, caplog):
+    """Training's launcher names itself before it starts its workers: a worker that fails leaves the restore to it,
+    so what cannot be restored is said once, not once per process."""
+    lock = {"schema": "2.0", "stages": {"train": {"outs": [{"path": "models/finetuned/flownet.pkl", "md5": "0" * 32}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    monkeypatch.setattr(restore, "cache_dir", lambda root: tmp_path / "cache")  # empty: nothing comes back
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("DVC_STAGE", "train")
+    said = []
+    for restorer in (str(os.getpid() + 1), str(os.getpid())):  # a worker of another process, then the launcher
+        monkeypatch.setenv(restore.RESTORER, restorer)
+        caplog.clear()
+        restore.restore_after_failure()
+        said.append([r.getMessage() for r in caplog.records])
+    assert said[0] == [] and len(said[1]) == 1 and said[1][0].startswith("not in the DVC cache, so not restored")

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 DVC_STAGE = "DVC_STAGE"  # set by dvc for the command of the stage it runs
 DVC_ROOT = "DVC_ROOT"
+# The pid of the process that restores for a stage run in several processes: the stage's own process (training's
+# launcher) sets it before it starts its workers, which then leave the restore to it (it restores once they end).
+RESTORER = "PIPELINE_RESTORER_PID"
 
 
 def locked_outputs(stage: str, root: Path) -> list[dict]:
@@ -96,7 +99,9 @@ def restore_output(out: dict, cache: Path, root: Path) -> bool:
 def restore_after_failure() -> None:
     """Under ``dvc repro``: put back each output of the failed stage that is missing now (logged, never raises)."""
     stage = os.environ.get(DVC_STAGE)
-    if not stage or os.environ.get("LOCAL_RANK", "0") != "0":  # one process per machine restores
+    if not stage or os.environ.get(RESTORER, str(os.getpid())) != str(os.getpid()):
+        return  # the launcher that started this process restores after it ends
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # one process per machine restores
         return
     root = Path(os.environ.get(DVC_ROOT, "."))
     try:

@@ -18,6 +18,7 @@ import sys
 import torch
 
 from pipeline.core.errors import EXIT_INTERRUPTED, UserError
+from pipeline.core.restore import RESTORER
 from pipeline.core.system import child_pids
 
 LAUNCHED_BY_ACCELERATE = "ACCELERATE_DYNAMO_BACKEND"  # set by `accelerate launch` for every process it starts
@@ -102,6 +103,7 @@ def launch(module: str, launcher_flags: list[str], mixed_precision: str = "no") 
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     args = launch_command_parser().parse_args(launch_flags(launcher_flags, module, mixed_precision))
+    os.environ[RESTORER] = str(os.getpid())  # a failed run's outputs are put back once, by this process
     for sig in (signal.SIGINT, signal.SIGTERM):  # a handler, not SIG_IGN: the worker must not inherit an ignore
         signal.signal(sig, forward_to_children)
     try:
