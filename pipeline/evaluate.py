@@ -46,7 +46,15 @@ from pipeline.scoring.interpolators import build_methods
 from pipeline.scoring.plots import write_examples, write_summary_png
 from pipeline.scoring.segment_plan import plan_segments
 from pipeline.scoring.segment_summary import frame_table, summarise_segments
-from pipeline.scoring.summary import describe_rows, log_results, motion_buckets, summarise, triplet_table, write_tables
+from pipeline.scoring.summary import (
+    describe_rows,
+    log_results,
+    motion_buckets,
+    summarise,
+    triplet_table,
+    with_every_method,
+    write_tables,
+)
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -84,8 +92,9 @@ def main() -> None:
         log_results(summary, cfg, seconds)
         write_tables(table, buckets, summary)
         with atomic_path(EVALUATE_RESULTS / "segment_frames.csv") as tmp:
-            frames.drop(columns=["segment", "offset"], errors="ignore").to_csv(tmp, index=False,
-                                                                              float_format="%.6f")
+            frames = frames.drop(columns=["segment", "offset"], errors="ignore")
+            (with_every_method(frames, ("psnr", "vmaf")) if len(frames) else frames).to_csv(
+                tmp, index=False, float_format="%.6f")
         write_summary_png(buckets, summary, cfg.methods, EVALUATE_RESULTS / "summary.png")
         write_examples(table, rows, predictors, cfg, EVALUATE_RESULTS / "examples")
     log.info("wrote %s: metrics.json, details.json, per_triplet.csv, motion_buckets.csv, segment_frames.csv, "

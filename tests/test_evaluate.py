@@ -22,7 +22,15 @@ from pipeline.scoring.batches import model_predictor, model_scale, same_size_chu
 from pipeline.scoring.interpolators import METHODS, blend, dis_flow, repeat_nearer
 from pipeline.scoring.metrics import METRICS, prediction_to_255, psnr, sharpness
 from pipeline.scoring.plots import pick_examples
-from pipeline.scoring.summary import OTHER_CLIPS, headline, motion_buckets, summarise, triplet_table, write_tables
+from pipeline.scoring.summary import (
+    OTHER_CLIPS,
+    headline,
+    motion_buckets,
+    summarise,
+    triplet_table,
+    with_every_method,
+    write_tables,
+)
 from pipeline.training import validation
 from tests.helpers import assert_user_error, make_clip, moving_texture, run_module, write_params
 
@@ -373,3 +381,13 @@ def test_the_stage_refuses_an_empty_test_split(tmp_path, params_dict):
     pd.DataFrame(columns=["clip", "split", "status"]).to_csv(root / "manifest.csv", index=False)
     write_params(tmp_path, params_dict)
     assert_user_error(run_module("pipeline.evaluate", tmp_path), "no test triplet")
+
+
+def test_every_method_has_a_column_for_the_charts_even_when_not_run():
+    """dvc.yaml's charts name every method's column; a run of the two models gets empty ones (no line drawn)."""
+    buckets = pd.DataFrame({"motion": [0.1, 0.2], "finetuned_psnr": [30.0, 31.0], "pretrained_psnr": [29.0, 30.5]})
+    full = with_every_method(buckets, ("psnr",))
+    assert list(full.columns[:3]) == ["motion", "finetuned_psnr", "pretrained_psnr"]
+    assert full.finetuned_psnr.tolist() == [30.0, 31.0]
+    assert {f"{name}_psnr" for name in METHODS} <= set(full.columns)
+    assert full[[f"{name}_psnr" for name in METHODS if name not in ("finetuned", "pretrained")]].isna().all().all()

@@ -14,6 +14,7 @@ from pipeline.core.atomic import atomic_path, write_text
 from pipeline.core.params import REQUIRED_METRICS, Evaluate
 from pipeline.core.paths import EVALUATE_RESULTS
 from pipeline.scoring.batches import FULL_SCALE_MAX_PIXELS
+from pipeline.scoring.interpolators import METHODS
 from pipeline.scoring.metrics import MAX_PSNR, paired_difference, rounded
 
 log = logging.getLogger("pipeline.evaluate")
@@ -157,10 +158,18 @@ def log_results(summary: dict, cfg: Evaluate, seconds: dict[str, float]) -> None
                      entry[f"{GAIN}_psnr"], entry[f"{GAIN}_psnr_ci95_low"], entry[f"{GAIN}_psnr_ci95_high"])
 
 
+def with_every_method(table: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """``table`` with an empty ``<method>_<metric>`` column for each method of the registry it lacks. dvc.yaml's
+    charts name every method, and DVC drops a whole chart whose file lacks a field it names, so a run with fewer
+    ``evaluate.methods`` (the study's runs: the two models) would lose it; an empty column draws no line."""
+    missing = [f"{name}_{metric}" for name in METHODS for metric in metrics if f"{name}_{metric}" not in table]
+    return table.assign(**dict.fromkeys(missing, np.nan))
+
+
 def write_tables(table: pd.DataFrame, buckets: pd.DataFrame, summary: dict) -> None:
     with atomic_path(EVALUATE_RESULTS / "per_triplet.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(EVALUATE_RESULTS / "motion_buckets.csv") as tmp:
-        buckets.to_csv(tmp, index=False, float_format="%.6f")
+        with_every_method(buckets, ("psnr",)).to_csv(tmp, index=False, float_format="%.6f")
     write_text(EVALUATE_RESULTS / "metrics.json", json.dumps(headline(summary), indent=2) + "\n")
     write_text(EVALUATE_RESULTS / "details.json", json.dumps(summary, indent=2) + "\n")
