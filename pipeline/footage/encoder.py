@@ -56,7 +56,8 @@ class Codec:
 # every 8-bit RGB colour, so frames read back as written (exactly, in limited range; FFV1 stores the RGB itself).
 CODECS: dict[str, dict[str, Codec]] = {
     "h264": {
-        DELIVERY: Codec("libx264", "yuv420p", 16, (0, 51), (*MP4_LIKE, ".mkv"),
+        # CRF 0 is x264's lossless mode, which the High profile (what players decode) does not allow
+        DELIVERY: Codec("libx264", "yuv420p", 16, (1, 51), (*MP4_LIKE, ".mkv"),
                         (("preset", "medium"), ("profile", "high"))),
         MASTER: Codec("libx264", "yuv444p10le", None, None, (*MP4_LIKE, ".mkv"), (("preset", "medium"), ("qp", "0"))),
     },
@@ -98,7 +99,9 @@ def check_codec(name: str, quality: str | None, crf: int | None, target: Path) -
             raise UserError(f"--crf {crf}: {name} is lossless at --quality {quality} and takes no --crf")
         low, high = codec.crf_range
         if not low <= crf <= high:
-            raise UserError(f"--crf {crf}: out of range for {name} ({low} to {high}; lower is better quality)")
+            lossless = f"; lossless: --quality {MASTER}" if crf < low and MASTER in CODECS[name] else ""
+            raise UserError(f"--crf {crf}: out of range for {name} ({low} to {high}; lower is better quality"
+                            f"{lossless})")
     return codec
 
 
