@@ -8,6 +8,7 @@ and blocks of segment frames); a difference counts only when its 95% interval ex
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -204,11 +205,12 @@ def power_line(noise: Components | None, seeds: int, triplets: int) -> str | Non
     se = noise.standard_error(seeds, triplets)
     needed = noise.units_needed(DETECT_DB, seeds)
     seeds_needed = noise.seeds_needed(DETECT_DB)
-    units = "no number of test triplets is enough" if not np.isfinite(needed) else f"about {needed:,.0f} test triplets"
+    units = ("no number of test triplets of this footage would be enough" if not np.isfinite(needed)
+             else f"about {needed:,.0f} test triplets of this footage would be needed")
     return (f"A difference between two strategies is known to +/-{Z95 * se:.3f} dB (95%) with {seeds} seeds and "
             f"{triplets} test triplets. To find a {DETECT_DB} dB difference (95% confidence, 80% power) with {seeds} "
-            f"seeds, {units} of this footage would be needed; the seed-to-seed term alone needs at least "
-            f"{plural(max(seeds_needed, 1), 'seed')} per strategy.")
+            f"seeds, {units}; the seed-to-seed term alone needs at least "
+            f"{plural(max(math.ceil(seeds_needed), 1), 'seed')} per strategy.")
 
 
 def plural(count: float, noun: str) -> str:

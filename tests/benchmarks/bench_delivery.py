@@ -7,10 +7,10 @@ lossless FFV1 file at half the rate, with their own timestamps) go through ``pyt
 own loop at ``--multi 2`` (scene cuts repeat the nearer frame, at PROJECT's ``extract.cut_threshold``), once with
 PROJECT's ``models/pretrained/flownet.pkl`` and once with its ``models/finetuned/flownet.pkl``. The result is
 encoded at each quality (delivery at each of ``--crfs`` or at its default CRF, and master) as interpolate writes
-it (the input's colour tags) and decoded back. Prints, per clip: the mean PSNR (RGB, dB; a pixel-exact frame
-counts as 100) of the interpolated frames against the dropped originals for each model, before encoding and
-after decoding each file; the fine-tuned minus pretrained gain; the share of the gain before encoding that is
-kept; and the file sizes.
+it (the input's colour tags) and decoded back. Prints, per clip: the mean PSNR (RGB and BT.601 luma, dB; a
+pixel-exact frame counts as 100) of the interpolated frames against the dropped originals for each model,
+before encoding and after decoding each file; the fine-tuned minus pretrained gain; the share of the gain before
+encoding that is kept; and the file sizes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pipeline.footage.encoder import CODECS, DELIVERY, MASTER, VideoWriter, chec
 from pipeline.footage.interpolation import interpolate_video
 from pipeline.footage.video import Frame, decode, probe
 from pipeline.models import AUTO, load_checkpoint
-from pipeline.scoring.metrics import MAX_PSNR, psnr
+from pipeline.scoring.metrics import MAX_PSNR, psnr, psnr_y
 
 MODELS = (("pretrained", PRETRAINED), ("fine-tuned", FINETUNED))
 
@@ -56,9 +56,14 @@ def half_rate(frames: list[Frame], info, path: Path) -> None:
     writer.close()
 
 
-def mean_psnr(predictions: list[np.ndarray], truths: list[np.ndarray]) -> float:
+# RGB PSNR, what evaluate reports; luma PSNR, what 4:2:0 keeps at full resolution (it halves the colour's)
+METRICS = {"RGB PSNR": psnr, "luma PSNR (BT.601 Y)": psnr_y}
+
+
+def mean_psnrs(predictions: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, float]:
     assert len(predictions) == len(truths), f"{len(predictions)} predictions, {len(truths)} originals"
-    return float(np.mean([min(psnr(p, t), MAX_PSNR) for p, t in zip(predictions, truths, strict=True)]))
+    return {metric: float(np.mean([min(fn(p, t), MAX_PSNR) for p, t in zip(predictions, truths, strict=True)]))
+            for metric, fn in METRICS.items()}
 
 
 def encode(out: Frames, half, colour, path: Path, codec_name: str, quality: str, crf: int | None) -> None:
@@ -92,7 +97,7 @@ def bench_clip(clip: Path, project: Path, limit: int | None, codec_name: str, de
     truths = [frame.image for frame in frames[1::2]]
     threshold = load_params(project / PARAMS_FILE).extract.cut_threshold
     suffix = ".mkv" if codec_name == "ffv1" else ".mp4"
-    rows: dict[str, dict[str, float]] = {"before encoding": {}}
+    rows: dict[str, dict[str, dict[str, float]]] = {metric: {"before encoding": {}} for metric in METRICS}
     sizes: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "half.mkv"
@@ -103,12 +108,14 @@ def bench_clip(clip: Path, project: Path, limit: int | None, codec_name: str, de
             out = Frames()
             with torch.inference_mode():
                 interpolate_video(model, source, out, 2, 1.0, threshold, device, half.frames)
-            rows["before encoding"][name] = mean_psnr(out.images[1::2], truths)
+            for metric, value in mean_psnrs(out.images[1::2], truths).items():
+                rows[metric]["before encoding"][name] = value
             for label, quality, crf in settings(codec_name, crfs):
                 path = Path(tmp) / f"{name}-{quality}-{crf}{suffix}"
                 encode(out, half, info.colour, path, codec_name, quality, crf)
                 read = [frame.image for frame in decode(path)][1::2]
-                rows.setdefault(label, {})[name] = mean_psnr(read, truths)
+                for metric, value in mean_psnrs(read, truths).items():
+                    rows[metric].setdefault(label, {})[name] = value
                 sizes.setdefault(label, {})[name] = path.stat().st_size
     report(clip, info, len(frames), rows, sizes)
 
@@ -116,7 +123,12 @@ def bench_clip(clip: Path, project: Path, limit: int | None, codec_name: str, de
 def report(clip: Path, info, count: int, rows: dict, sizes: dict) -> None:
     print(f"\n{clip.name}: {count} frames {info.width}x{info.height}, every other one dropped and interpolated "
           f"({count // 2} predictions per model)")
-    print(f"{'':32s} {'pretrained':>10s} {'fine-tuned':>10s} {'gain dB':>8s} {'kept':>6s} {'kB pre/fine':>13s}")
+    for metric, table in rows.items():
+        print(f"{metric:32s} {'pretrained':>10s} {'fine-tuned':>10s} {'gain dB':>8s} {'kept':>6s} {'kB pre/fine':>13s}")
+        report_rows(table, sizes)
+
+
+def report_rows(rows: dict, sizes: dict) -> None:
     base = None
     for label, psnrs in rows.items():
         gain = psnrs["fine-tuned"] - psnrs["pretrained"]
