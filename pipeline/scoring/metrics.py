@@ -176,5 +176,8 @@ HEADLINE_DECIMALS = 4  # of the numbers in the stages' metrics.json: 0.0001 dB i
 
 
 def rounded(value):
-    """``value`` to :data:`HEADLINE_DECIMALS` places when it is a float (so ``dvc exp show`` prints it no wider)."""
+    """``value`` to :data:`HEADLINE_DECIMALS` places when it is a float, and every float of it when it is a dict
+    (so ``dvc exp show`` prints them no wider)."""
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
     return round(value, HEADLINE_DECIMALS) if isinstance(value, float) else value

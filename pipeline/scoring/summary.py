@@ -103,8 +103,7 @@ def headline(summary: dict) -> dict:
     out.update(improved=test["share_improved"],
                pretrained={metric: summary["pretrained"][metric] for metric in REQUIRED_METRICS},
                triplets=summary["triplets"])
-    return {key: ({name: rounded(v) for name, v in value.items()} if isinstance(value, dict) else rounded(value))
-            for key, value in out.items()}
+    return rounded(out)
 
 
 def motion_buckets(table: pd.DataFrame, cfg: Evaluate) -> pd.DataFrame:

@@ -69,7 +69,7 @@ def headline(summary: dict) -> dict:
         if fields is None:
             kept[key] = rounded(summary[key])
         elif any(name in summary[key] for name in fields):
-            kept[key] = {name: rounded(summary[key][name]) for name in fields if name in summary[key]}
+            kept[key] = rounded({name: summary[key][name] for name in fields if name in summary[key]})
     return kept
 
 
