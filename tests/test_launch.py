@@ -12,10 +12,12 @@ import time
 import pytest
 from accelerate.commands import config
 from accelerate.commands.launch import launch_command_parser
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-from pipeline.core.errors import UserError
+from pipeline.core.errors import Terminated, UserError
 from pipeline.training import launch
-from pipeline.training.launch import exit_code, launch_flags
+from pipeline.training.launch import exit_code, launch_flags, stop_of
 from tests.helpers import ENV, ROOT
 
 DEFAULTS = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -111,7 +113,8 @@ time.sleep(120)
 def test_ctrl_c_waits_for_the_worker_to_stop_and_say_so(tmp_path):
     (tmp_path / "slow_to_stop.py").write_text(SLOW_TO_STOP)
     ready = tmp_path / "ready"
-    code = "from pipeline.training.launch import launch; launch('slow_to_stop', [])"
+    code = ("from pipeline.core.runner import user_facing; from pipeline.training.launch import launch; "
+            "user_facing(lambda: launch('slow_to_stop', []))()")
     env = {**ENV, "HF_HOME": str(tmp_path), "READY_FILE": str(ready), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -123,6 +126,25 @@ def test_ctrl_c_waits_for_the_worker_to_stop_and_say_so(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert "worker: stopped cleanly" in err, err[-2000:]
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.count("interrupted; the previous outputs are kept") == 1, err[-2000:]  # said by the launcher
+
+
+@pytest.mark.parametrize("ended, stop", [
+    (subprocess.CalledProcessError(130, "worker"), KeyboardInterrupt),  # the worker stopped on Ctrl-C, silently
+    (subprocess.CalledProcessError(143, "worker"), Terminated),
+    (SystemExit(143), Terminated),  # Accelerate's own SIGTERM handler, after it ended the worker
+    (SignalException("got SIGINT", sigval=signal.SIGINT), KeyboardInterrupt),  # torchrun's, several processes
+    (ChildFailedError("train", {1: ProcessFailure(1, 99, 143, "")}), Terminated),
+])
+def test_a_launch_ended_by_ctrl_c_or_sigterm_ends_as_that_stop(ended, stop):
+    assert type(stop_of(ended)) is stop
+
+
+@pytest.mark.parametrize("ended", [subprocess.CalledProcessError(1, "worker"), SystemExit(2), ValueError("x"),
+                                   subprocess.CalledProcessError(-9, "worker"),
+                                   ChildFailedError("train", {0: ProcessFailure(0, 99, 1, "")})])
+def test_other_failures_of_a_launch_are_no_stop(ended):
+    assert stop_of(ended) is None
 
 
 def test_a_worker_ended_by_a_signal_exits_as_a_shell_reports_it_with_a_line(capsys):

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipeline.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated, UserError
+from pipeline.core.restore import RESTORER
 from pipeline.core.runner import user_facing
 from tests.helpers import run_main
 
@@ -36,3 +39,11 @@ def test_only_a_stage_that_resumes_says_so(exception, code, how):
     assert done.returncode == code
     assert done.stderr.strip().splitlines() == [f"{how}; the previous outputs are kept, and the run resumes from its "
                                                 "last checkpoint when the stage runs again"]
+
+
+@pytest.mark.parametrize("exception, code", [(KeyboardInterrupt(), EXIT_INTERRUPTED), (Terminated(), EXIT_TERMINATED)])
+def test_a_worker_of_our_launcher_stops_without_a_word(exception, code, monkeypatch):
+    """The launcher that started a training worker says how the run ended, once, after the worker is gone."""
+    monkeypatch.setenv(RESTORER, str(os.getpid() + 1))  # another process started this one and speaks for it
+    done = run_main(stopping(exception, resumes=True))
+    assert done.returncode == code and done.stderr.strip() == ""

@@ -27,6 +27,13 @@ DVC_ROOT = "DVC_ROOT"
 RESTORER = "PIPELINE_RESTORER_PID"
 
 
+def reports_here() -> bool:
+    """Whether this process puts the outputs back and says how the stage ended: yes, unless a launcher of ours
+    started it (that launcher does both, once, after its workers end: a worker's own last line can be lost, as
+    Accelerate's launcher kills a worker still unwinding 5 s after a SIGTERM)."""
+    return os.environ.get(RESTORER, str(os.getpid())) == str(os.getpid())
+
+
 def locked_outputs(stage: str, root: Path) -> list[dict]:
     """The ``outs`` that ``dvc.lock`` records for ``stage`` (empty before its first successful run)."""
     lock = root / "dvc.lock"
@@ -99,7 +106,7 @@ def restore_output(out: dict, cache: Path, root: Path) -> bool:
 def restore_after_failure() -> None:
     """Under ``dvc repro``: put back each output of the failed stage that is missing now (logged, never raises)."""
     stage = os.environ.get(DVC_STAGE)
-    if not stage or os.environ.get(RESTORER, str(os.getpid())) != str(os.getpid()):
+    if not stage or not reports_here():
         return  # the launcher that started this process restores after it ends
     if os.environ.get("LOCAL_RANK", "0") != "0":  # one process per machine restores
         return

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pipeline.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated, UserError
-from pipeline.core.restore import restore_after_failure
+from pipeline.core.restore import reports_here, restore_after_failure
 
 T = TypeVar("T")
 
@@ -55,7 +55,8 @@ def user_facing(main: Callable[..., T] | None = None, *, resumes: bool = False):
             restore_after_failure()
             how, code = ("stopped by SIGTERM", EXIT_TERMINATED) if isinstance(err, Terminated) else \
                 ("interrupted", EXIT_INTERRUPTED)
-            print(f"{how}; the previous outputs are kept{then}", file=sys.stderr)
+            if reports_here():  # a training worker leaves the line to the launcher that started it
+                print(f"{how}; the previous outputs are kept{then}", file=sys.stderr)
             sys.exit(code)
         except SystemExit as err:
             if err.code not in (0, None):

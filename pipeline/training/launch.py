@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from pipeline.core.errors import EXIT_INTERRUPTED, UserError
+from pipeline.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, UserError
 from pipeline.core.restore import RESTORER
 from pipeline.core.system import child_pids
 
@@ -89,17 +89,40 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode
 
 
+STOPS = {EXIT_INTERRUPTED: KeyboardInterrupt, EXIT_TERMINATED: Terminated}
+
+
+def stop_of(err: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that ended a launch, as the exception the stage runner turns into its one line, or
+    None for any other failure. It shows as the worker's exit code 130 or 143 (a worker stops without a word and
+    leaves the line to the launcher), as the exit of Accelerate's own SIGTERM handler (1.16 and later, which ends
+    the worker and exits with 143) or as torchrun's ``SignalException`` (a launch of several processes)."""
+    if isinstance(err, subprocess.CalledProcessError):
+        code = err.returncode
+    elif isinstance(err, SystemExit):
+        code = err.code
+    elif isinstance(getattr(err, "sigval", None), int):
+        code = 128 + int(err.sigval)
+    elif isinstance(getattr(err, "failures", None), dict):  # torchrun's ChildFailedError: each failed worker's code
+        code = next((f.exitcode for f in err.failures.values() if f.exitcode in STOPS), None)
+    else:
+        return None
+    stop = STOPS.get(code)
+    return stop() if stop else None
+
+
 def launch(module: str, launcher_flags: list[str], mixed_precision: str = "no") -> None:
     """Start ``python -m <module>`` under ``accelerate launch`` (with the given launcher flags, the user's
     ``accelerate config`` and ``mixed_precision`` where the flags set none), and pass on its exit code without the
     launcher's own traceback.
 
-    This process only waits for the worker's exit code. A Ctrl-C (which the worker, in the same process group,
+    This process waits for the worker's exit code, and is the one that says how a stopped run ended (the workers
+    stop without a word) and puts the previous outputs back. A Ctrl-C (which the worker, in the same process group,
     receives too) is passed on to the worker and does not stop this process first: Accelerate's launcher, when
     interrupted, ends its workers within 5 s and kills those still unwinding (a training process closing its
-    loader workers under load takes longer), and the worker's own message was lost with it. A SIGTERM is passed on
-    by our handler, or, while a recent Accelerate (1.16 and later) runs the worker, by Accelerate's own, which
-    allows the worker those 5 s."""
+    loader workers under load takes longer). A SIGTERM is passed on by our handler, or, while a recent Accelerate
+    (1.16 and later) runs the worker, by Accelerate's own, which allows the worker those 5 s: the worker's last
+    line could be lost with it, this process's line is not."""
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     args = launch_command_parser().parse_args(launch_flags(launcher_flags, module, mixed_precision))
@@ -108,11 +131,15 @@ def launch(module: str, launcher_flags: list[str], mixed_precision: str = "no") 
         signal.signal(sig, forward_to_children)
     try:
         launch_command(args)
-    except subprocess.CalledProcessError as err:
+    except (SystemExit, subprocess.CalledProcessError) as err:
+        if (stop := stop_of(err)) is not None:
+            raise stop from None
+        if isinstance(err, SystemExit):
+            raise
         sys.exit(exit_code(err.returncode))
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)  # the worker has said what happened
     except Exception as err:  # multi-GPU launches report a failed worker with their own exception types
+        if (stop := stop_of(err)) is not None:
+            raise stop from None
         if isinstance(err, ValueError) and "mixed precision" in str(err):  # the launcher's check, before any worker
             raise UserError(f"mixed precision {args.mixed_precision} (train.mixed_precision or --mixed_precision): "
                             f"{str(err).rstrip('.')}; use no") from None
