@@ -4,7 +4,7 @@ Reads params.yaml (``lr``, ``train``). Writes ``results/lr_preview/lr.tsv`` (``s
 column per group: the rate the n-th optimizer step uses, 0 while the group is frozen; the same convention as
 training's logged curves) and
 ``results/lr_preview/lr.png``. It runs the real optimizer groups and scheduler that training builds, so the
-preview and the curves training logs to ``results/train/plots/metrics/lr/`` are the same numbers. A
+preview and the curves training logs to ``results/train/plots/lr.tsv`` are the same numbers. A
 ``plateau`` schedule depends on validation scores, which a preview does not have: it is drawn as if
 validation PSNR never stopped improving.
 """

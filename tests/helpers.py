@@ -83,8 +83,20 @@ def tiny_params(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def logged_curve(root: Path, chart: str, series: str) -> pd.DataFrame:
+    """One series of a published chart of several (``results/train/plots/<chart>.tsv``, long form): its steps and
+    values, the values in a column named after the series."""
+    curve = pd.read_csv(root / f"results/train/plots/{chart}.tsv", sep="\t")
+    picked = curve[curve["series"] == series].reset_index(drop=True)
+    return pd.DataFrame({"step": picked["step"], series: picked[chart]})
+
+
 def lr_curve(root: Path, group: str = "block2") -> pd.DataFrame:
-    return pd.read_csv(root / f"results/train/plots/metrics/lr/{group}.tsv", sep="\t")
+    return logged_curve(root, "lr", group)
+
+
+def loss_curve(root: Path, term: str = "total") -> pd.DataFrame:
+    return logged_curve(root, "loss", term)
 
 
 def run_module(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -232,6 +244,7 @@ def new_project(root: Path, params: dict | None = None, commit: bool = True, tin
     for cmd in (("git", "init", "-q", "-b", "main"), ("dvc", "init", "-q"),
                 ("dvc", "config", "core.analytics", "false")):
         sh(root, *cmd)
+    shutil.copytree(ROOT / ".dvc/plots", root / ".dvc/plots")  # the project's plot template, as a clone has it
     if commit:
         sh(root, "git", "add", "-A")
         sh(root, "git", "commit", "-qm", "project")

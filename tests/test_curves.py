@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 from accelerate import Accelerator
 
 from pipeline.training.curves import add_to_summary, publish_curves
@@ -40,7 +41,33 @@ def test_the_published_metrics_keep_the_val_gain_and_the_steps_and_the_curves_ke
     assert list(published) == ["val", "step"] and published["step"] == 161
     assert list(published["val"].items()) == [("gain", 0.092), ("low", -0.07), ("high", 0.25),  # 4 decimals
                                               ("gain_step", 160), ("triplets", 28)]
-    assert (tmp_path / "results/plots/metrics/lr/block0.tsv").read_text() == "step\tblock0\n1\t0.0001\n"
+    assert (tmp_path / "results/plots/lr.tsv").read_text() == "step\tseries\tlr\n1\tblock0\t0.0001\n"
+    assert not (tmp_path / "results/plots/metrics/lr").exists()
+
+
+def test_each_chart_of_several_values_is_published_as_one_long_file(tmp_path):
+    """dvclive's file per value: the rates and loss terms go into lr.tsv and loss.tsv (a line each in the chart),
+    the values drawn alone (the distillation loss, val scores, time) stay where dvclive wrote them."""
+    live = tmp_path / "live"
+    files = {"lr/block0.tsv": [1e-5, 2e-5], "lr/teacher.tsv": [3e-5, 4e-5], "train/loss.tsv": [0.5, 0.4],
+             "train/loss_laplacian.tsv": [0.3, 0.2], "train/loss_distill.tsv": [0.9, 0.8],
+             "train/seconds.tsv": [1.0, 2.0], "val/psnr.tsv": [30.0, 31.0]}
+    for name, values in files.items():
+        path = live / "plots/metrics" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"step": [1, 2], path.stem: values}).to_csv(path, sep="\t", index=False)
+    (live / "metrics.json").write_text(json.dumps({"step": 2}))
+    publish_curves(live, tmp_path / "results")
+    plots = tmp_path / "results/plots"
+    lr = pd.read_csv(plots / "lr.tsv", sep="\t")
+    assert lr.to_dict("list") == {"step": [1, 2, 1, 2], "series": ["block0", "block0", "teacher", "teacher"],
+                                  "lr": [1e-5, 2e-5, 3e-5, 4e-5]}
+    loss = pd.read_csv(plots / "loss.tsv", sep="\t")
+    assert loss.to_dict("list") == {"step": [1, 2, 1, 2], "series": ["total", "total", "laplacian", "laplacian"],
+                                    "loss": [0.5, 0.4, 0.3, 0.2]}
+    alone = sorted(str(p.relative_to(plots)) for p in plots.rglob("*.tsv"))
+    assert alone == ["loss.tsv", "lr.tsv", "metrics/train/loss_distill.tsv", "metrics/train/seconds.tsv",
+                     "metrics/val/psnr.tsv"]
 
 
 def test_a_run_without_a_val_gain_publishes_the_steps_only(tmp_path):

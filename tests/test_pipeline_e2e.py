@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline.footage.triplets import split_spans
-from tests.helpers import ENV, copy_reproduced, lr_curve, sh, train_params
+from tests.helpers import ENV, copy_reproduced, loss_curve, lr_curve, sh, train_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
 
@@ -147,7 +147,7 @@ def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
     resumed = sh(root, *repro)
     assert "resuming from state/train/latest at step" in resumed.stdout + resumed.stderr
     curves = root / "results/train/plots/metrics"
-    assert pd.read_csv(curves / "train/loss.tsv", sep="\t")["step"].tolist() == list(range(1, 17))
+    assert loss_curve(root)["step"].tolist() == list(range(1, 17))
     assert pd.read_csv(curves / "val/psnr.tsv", sep="\t")["step"].tolist() == [0, 8, 16]
     assert pd.read_csv(curves / "train/seconds.tsv", sep="\t")["seconds"].is_monotonic_increasing
     assert json.loads((root / "results/train/metrics.json").read_text())["step"] == 16  # the steps run

@@ -1,35 +1,22 @@
-"""dvc.yaml's plots: the top-level `plots:` draw every training curve once against the optimizer step, and every
-git-tracked output is a metric or a plot, which DVC's run-cache (and so the restore after a failure) needs."""
+"""dvc.yaml's plots: every training curve drawn once against the optimizer step (``dvc plots show`` draws each
+file a stage declares as a plot, and each top-level chart besides), and every git-tracked output a metric or a plot,
+which DVC's run-cache (and so the restore after a failure) needs."""
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import yaml
 
 from pipeline.models import ARCHITECTURES
+from pipeline.scoring.summary import METHODS
 from pipeline.training.groups import group_names
 from tests.helpers import ROOT
 
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-CURVES = ROOT / "results/train/plots/metrics"  # the committed run's dvclive curves: one file per value
-
-
-def top_level_plots() -> list[tuple[str, dict]]:
-    """(name, spec) of each top-level plot; a bare path has an empty spec."""
-    return [next(iter(entry.items())) if isinstance(entry, dict) else (entry, {}) for entry in DVC_YAML["plots"]]
-
-
-def drawn_fields(name: str, spec: dict) -> list[tuple[str, str | None]]:
-    """(file or folder, y field) pairs a top-level plot draws (field None: the whole file or folder)."""
-    y = spec.get("y")
-    if isinstance(y, dict):
-        return [(path, field) for path, fields in y.items()
-                for field in (fields if isinstance(fields, list) else [fields])]
-    return [(name, field) for field in (y if isinstance(y, list) else [y])]
-
-
-def stage_plot_paths() -> list[str]:
-    return [next(iter(entry)) if isinstance(entry, dict) else entry
-            for stage in DVC_YAML["stages"].values() for entry in stage.get("plots", [])]
+CURVES = ROOT / "results/train/plots"  # the committed run's curves
+SERIES_TEMPLATE = ROOT / ".dvc/plots/series.json"
 
 
 def test_every_git_tracked_output_is_a_metric_or_a_plot():
@@ -41,23 +28,46 @@ def test_every_git_tracked_output_is_a_metric_or_a_plot():
     assert plain == []
 
 
-def test_each_value_is_drawn_by_one_top_level_plot():
-    pairs = [pair for name, spec in top_level_plots() for pair in drawn_fields(name, spec)]
-    assert len(pairs) == len(set(pairs)), sorted(p for p in pairs if pairs.count(p) > 1)
+def test_every_chart_comes_from_one_stage_declaration_with_its_x_named():
+    """``dvc plots show`` draws each file a stage declares as a plot, and each top-level chart besides: a top-level
+    chart of a declared file draws it twice. Every table names its x (without one, DVC draws against the row
+    number)."""
+    assert "plots" not in DVC_YAML
+    tables = {path: spec for stage in DVC_YAML["stages"] if "plots" in DVC_YAML["stages"][stage]
+              for path, spec in stage_plots(stage).items() if not path.endswith(".png") and "/examples" not in path
+              and "/preview" not in path}
+    assert len(tables) == 7
+    assert [path for path, spec in tables.items() if "x" not in spec] == []
 
 
-def test_every_training_curve_is_drawn_once_against_the_optimizer_step():
-    """Each file the committed run logged (loss terms, rate per group, val scores, speed, time) in one chart."""
-    logged = {(str(tsv.relative_to(ROOT)), tsv.stem) for tsv in CURVES.glob("**/*.tsv")
-              if tsv.parent.name != "lr" or tsv.stem in common_groups()}
-    assert len(logged) >= 10, "the committed training curves are missing"
-    drawn = {}
-    for name, spec in top_level_plots():
-        for pair in drawn_fields(name, spec):
-            if pair[0].startswith("results/train/"):
-                drawn[pair] = spec.get("x")
-    assert set(drawn) == logged
-    assert set(drawn.values()) == {"step"}
+def test_the_method_templates_draw_every_method_of_the_registry():
+    """The charts of evaluate's tables fold the <method>_<metric> columns named in their template: every method
+    evaluate can run, so no method's line is silently missing (a method not run has an empty column)."""
+    by_motion = json.loads((ROOT / ".dvc/plots/methods_by_motion.json").read_text())
+    by_frame = json.loads((ROOT / ".dvc/plots/methods_by_frame.json").read_text())
+    assert by_motion["transform"][0]["fold"] == [f"{m}_psnr" for m in METHODS]
+    assert by_frame["transform"][0]["fold"] == [f"{m}_{metric}" for metric in ("psnr", "vmaf") for m in METHODS]
+    declared = stage_plots("evaluate")
+    assert declared["results/evaluate/motion_buckets.csv"]["template"] == "methods_by_motion"
+    assert declared["results/evaluate/segment_frames.csv"]["template"] == "methods_by_frame"
+
+
+def stage_plots(stage: str) -> dict[str, dict]:
+    """{path: properties} of the plots ``stage`` declares."""
+    return {path: spec or {} for entry in DVC_YAML["stages"][stage]["plots"]
+            for path, spec in (entry.items() if isinstance(entry, dict) else [(entry, {})])}
+
+
+def test_every_training_curve_is_declared_once_against_the_optimizer_step():
+    """Each file the committed run published (val scores, speed, time, and the long files of the rates and loss
+    terms) is under exactly one of train's plot declarations, each drawn against the step."""
+    declared = stage_plots("train")
+    published = [tsv.relative_to(ROOT).as_posix() for tsv in CURVES.rglob("*.tsv")]
+    assert len(published) >= 7, "the committed training curves are missing"
+    for path in published:
+        owners = [name for name in declared if path == name or path.startswith(name + "/")]
+        assert len(owners) == 1, (path, owners)
+    assert {spec["x"] for spec in declared.values()} == {"step"}
 
 
 def common_groups() -> list[str]:
@@ -65,9 +75,18 @@ def common_groups() -> list[str]:
     return [g for g in group_names("hdv3") if all(g in group_names(arch) for arch in ARCHITECTURES)]
 
 
-def test_the_learning_rates_of_every_group_share_one_chart():
-    """One line per group that every architecture has, so the chart draws for HDv3 and 4.x checkpoints alike."""
-    charts = {name: [field for path, field in drawn_fields(name, spec)] for name, spec in top_level_plots()
-              if any(path.startswith("results/train/plots/metrics/lr/") for path, _ in drawn_fields(name, spec))}
-    assert common_groups() == ["block0", "block1", "block2"]
-    assert charts == {"Learning rate per parameter group": common_groups()}
+def test_the_rates_of_every_group_and_the_loss_terms_each_share_one_chart():
+    """lr.tsv and loss.tsv: a line per series (the template colours by the ``series`` column), every group of the
+    committed HDv3 run in one chart, and the loss with its terms in another."""
+    declared = stage_plots("train")
+    template = json.loads(SERIES_TEMPLATE.read_text())
+    assert template["encoding"]["color"]["field"] == "series"
+    for chart, value in (("lr", "lr"), ("loss", "loss")):
+        spec = declared[f"results/train/plots/{chart}.tsv"]
+        assert (spec["template"], spec["y"]) == ("series", value)
+        logged = pd.read_csv(CURVES / f"{chart}.tsv", sep="\t")
+        assert list(logged.columns) == ["step", "series", value]
+    rates = pd.read_csv(CURVES / "lr.tsv", sep="\t")
+    assert set(common_groups()) < set(rates["series"]) and set(group_names("hdv3")) == set(rates["series"])
+    terms = set(pd.read_csv(CURVES / "loss.tsv", sep="\t")["series"])
+    assert {"total", "laplacian", "teacher"} <= terms and "distill" not in terms  # distillation: a chart of its own

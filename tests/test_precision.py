@@ -24,7 +24,7 @@ from accelerate.state import AcceleratorState
 from pipeline import interpolate, train
 from pipeline.core.errors import UserError
 from pipeline.core.params import PRECISIONS, Train, build, load_params
-from pipeline.core.paths import FINETUNED, PRETRAINED, TRAIN_RESULTS, TRIPLETS_DIR
+from pipeline.core.paths import FINETUNED, PRETRAINED, TRIPLETS_DIR
 from pipeline.models import IFNetOutput, create_model, expected_shapes, load_checkpoint, save_checkpoint
 from pipeline.models.precision import DTYPES, FLOAT32
 from pipeline.models.warp import backward_warp
@@ -33,7 +33,17 @@ from pipeline.training.fit import fit
 from pipeline.training.loop import LAUNCHER_PRECISION, run_precision
 from pipeline.training.losses import rife_loss
 from tests.golden import seeded_state
-from tests.helpers import ENV, ROOT, assert_user_error, copy_reproduced, make_clip, moving_texture, run_main, sh
+from tests.helpers import (
+    ENV,
+    ROOT,
+    assert_user_error,
+    copy_reproduced,
+    loss_curve,
+    make_clip,
+    moving_texture,
+    run_main,
+    sh,
+)
 from tests.test_loop import write_views
 
 CPU = torch.device("cpu")
@@ -176,8 +186,8 @@ def test_a_bf16_run_trains_and_saves_float32_weights_the_official_layout_loads(
     assert "mixed precision bf16" in caplog.text
     ema = fitted[0].ema.module
     assert {p.dtype for p in ema.parameters()} == {torch.float32}  # the average is kept in float32
-    loss = pd.read_csv(tmp_path / TRAIN_RESULTS / "plots/metrics/train/loss.tsv", sep="\t")
-    assert len(loss) == 2 and all(math.isfinite(v) for v in loss["loss"])
+    loss = loss_curve(tmp_path)
+    assert len(loss) == 2 and all(math.isfinite(v) for v in loss["total"])
     saved = torch.load(tmp_path / FINETUNED, weights_only=True)
     assert {v.dtype for v in saved.values()} == {torch.float32} and all(k.startswith("module.") for k in saved)
     trained = load_checkpoint(tmp_path / FINETUNED, "hdv3")  # strict: every tensor, right names and shapes

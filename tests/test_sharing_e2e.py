@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ENV, copy_reproduced, free_port, lr_curve, sh, tree_digest, wait_for_queue
+from tests.helpers import ENV, copy_reproduced, free_port, loss_curve, lr_curve, sh, tree_digest, wait_for_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in temporary repos; fetch downloads the demo
 
@@ -226,5 +226,5 @@ def test_an_interrupted_run_over_two_machines_restarts_both_from_step_0(machines
     logs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
     assert "differs between the processes" in logs[0] and "starting afresh" in logs[0]
-    steps = pd.read_csv(a / "results/train/plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
+    steps = loss_curve(a)["step"].tolist()
     assert steps == list(range(1, 13))

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from pipeline.core.errors import EXIT_INTERRUPTED
-from tests.helpers import ENV, copy_reproduced, free_port, lr_curve, sh, train_params
+from tests.helpers import ENV, copy_reproduced, free_port, loss_curve, lr_curve, sh, train_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # trains in a temporary repo; fetch downloads the demo
 
@@ -55,7 +55,7 @@ def test_interrupted_training_resumes_to_identical_weights(project):
     assert f"resuming from state/train/latest at step {stopped_at}" in resumed.stderr
     final = torch.load(weights, weights_only=True)
     assert all(torch.equal(final[k], uninterrupted[k]) for k in uninterrupted)
-    steps = pd.read_csv(root / "results/train/plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
+    steps = loss_curve(root)["step"].tolist()
     assert steps == list(range(1, 17))
 
 
@@ -104,9 +104,9 @@ def test_detail_terms_and_val_vmaf_get_curves_and_keep_by_keeps_psnr_within_vmaf
     done = sh(root, sys.executable, "-m", "pipeline.train")
     curves = root / "results/train/plots/metrics"
     for term in ("census", "gradient"):
-        logged = pd.read_csv(curves / f"train/loss_{term}.tsv", sep="\t")
-        assert logged["step"].tolist() == [1, 2, 3, 4] and (logged[f"loss_{term}"] > 0).all()
-    assert not (curves / "train/loss_charbonnier.tsv").exists()
+        logged = loss_curve(root, term)
+        assert logged["step"].tolist() == [1, 2, 3, 4] and (logged[term] > 0).all()
+    assert loss_curve(root, "charbonnier").empty  # a term of weight 0 is not computed, so not logged
     vmaf = pd.read_csv(curves / "val/vmaf.tsv", sep="\t")
     psnr = pd.read_csv(curves / "val/psnr.tsv", sep="\t")
     assert vmaf["step"].tolist() == psnr["step"].tolist() == [0, 2, 4] and vmaf["vmaf"].between(0, 100).all()

@@ -31,5 +31,5 @@ def test_a_4_26_checkpoint_fine_tunes_on_every_timestep_and_keeps_its_keys(tmp_p
     assert saved.keys() == state.keys()  # the user's own key set, training-only tensors included
     assert all(torch.equal(saved[f"module.{k}"], v) for k, v in EXTRAS.items())
     assert any(not torch.equal(saved[k], state[k]) for k in saved)  # and the network did train
-    assert set(pd.read_csv(root / "results/train/plots/metrics/lr/block4.tsv", sep="\t").columns) >= {"step", "block4"}
+    assert not lr_curve(root, "block4").empty
     assert lr_curve(root, "encode")["encode"].iloc[-1] > 0

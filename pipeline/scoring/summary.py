@@ -158,9 +158,9 @@ def log_results(summary: dict, cfg: Evaluate, seconds: dict[str, float]) -> None
 
 
 def with_every_method(table: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
-    """``table`` with an empty ``<method>_<metric>`` column for each method of the registry it lacks. dvc.yaml's
-    charts name every method, and DVC drops a whole chart whose file lacks a field it names, so a run with fewer
-    ``evaluate.methods`` (the study's runs: the two models) would lose it; an empty column draws no line."""
+    """``table`` with an empty ``<method>_<metric>`` column for each method of the registry it lacks: the tables
+    have the same columns whatever ``evaluate.methods`` holds (the study's runs: the two models), which the charts'
+    templates (.dvc/plots) read; an empty column draws no line."""
     missing = [f"{name}_{metric}" for name in METHODS for metric in metrics if f"{name}_{metric}" not in table]
     return table.assign(**dict.fromkeys(missing, np.nan))
 
