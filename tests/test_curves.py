@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 from accelerate import Accelerator
 
-from pipeline.training.curves import add_to_summary, publish_curves
+from pipeline.training.curves import CurvePreview, add_to_summary, publish_curves
 
 
 def test_the_summary_step_is_the_number_of_steps_run(tmp_path, monkeypatch):
@@ -75,3 +76,37 @@ def test_a_run_without_a_val_gain_publishes_the_steps_only(tmp_path):
     (tmp_path / "live/metrics.json").write_text(json.dumps({"step": 4, "train": {"loss": 0.5}, "val": {"psnr": 30}}))
     publish_curves(tmp_path / "live", tmp_path / "results")
     assert json.loads((tmp_path / "results/metrics.json").read_text()) == {"step": 4}
+
+
+def dvclive_run(live, steps: int) -> None:
+    for name in ("lr/block0.tsv", "train/loss.tsv", "val/psnr.tsv"):
+        path = live / "plots/metrics" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"step": list(range(1, steps + 1)), path.stem: [0.1] * steps}).to_csv(path, sep="\t", index=False)
+
+
+def test_under_dvc_the_run_in_progress_shows_its_curves_marked_as_a_preview(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_STAGE", "train")
+    dvclive_run(Path("live"), 2)
+    preview = CurvePreview(Path("live"), Path("results/train"), every_s=3600)
+    preview.update(now=True)
+    assert pd.read_csv("results/train/plots/lr.tsv", sep="\t")["step"].tolist() == [1, 2]
+    assert Path("results/train/.preview").read_text() == "results/train/plots\n"
+    dvclive_run(Path("live"), 3)
+    preview.update()  # within every_s of the last: not rewritten
+    assert len(pd.read_csv("results/train/plots/lr.tsv", sep="\t")) == 2
+    preview.update(now=True)  # a validation
+    assert len(pd.read_csv("results/train/plots/lr.tsv", sep="\t")) == 3
+    assert pd.read_csv("results/train/plots/metrics/val/psnr.tsv", sep="\t")["step"].tolist() == [1, 2, 3]
+    Path("live/metrics.json").write_text(json.dumps({"step": 3}))
+    publish_curves(Path("live"), Path("results/train"))  # the completed run: no preview left, nor its mark
+    assert sorted(p.name for p in Path("results/train").iterdir()) == ["metrics.json", "plots"]
+
+
+def test_outside_dvc_a_run_leaves_the_published_curves_alone_until_it_completes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    dvclive_run(Path("live"), 2)
+    CurvePreview(Path("live"), Path("results/train")).update(now=True)
+    assert not Path("results/train").exists()

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -215,12 +216,22 @@ def test_sigterm_to_dvc_repros_group_is_one_line_and_puts_the_outputs_back(proje
     proc = subprocess.Popen(["dvc", "repro", "train"], cwd=root, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while not (checkpoint.exists() and live_steps(root)) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert live_steps(root), "no curves of the run in progress in results/train/plots"  # what dvc plots show draws
     os.killpg(proc.pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)  # the pipe closes when the group's last process has ended
     assert "Traceback" not in out, out[-4000:]
     assert out.count("stopped by SIGTERM; the previous outputs are kept") == 1, out[-2000:]
-    assert digest(root, *TRAIN_AND_EVALUATE[:2]) == before
+    assert digest(root, *TRAIN_AND_EVALUATE[:2]) == before  # the preview gone, the previous curves back
+    assert not (root / "results/train/.preview").exists()
     sh(root, "git", "checkout", "params.yaml")
     shutil.rmtree(root / "state/train", ignore_errors=True)
+
+
+def live_steps(root: Path) -> int:
+    """The optimizer steps the preview of the run in progress shows (0 while there is none)."""
+    try:
+        return len(pd.read_csv(root / "results/train/plots/loss.tsv", sep="\t"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0

@@ -101,3 +101,28 @@ def test_only_the_process_named_as_restorer_restores(tmp_path, monkeypatch, capl
         restore.restore_after_failure()
         said.append([r.getMessage() for r in caplog.records])
     assert said[0] == [] and len(said[1]) == 1 and said[1][0].startswith("not in the DVC cache, so not restored")
+
+
+def test_a_failed_runs_preview_is_removed_and_the_previous_curves_come_back(tmp_path, monkeypatch):
+    """Training shows its curves live in results/train/plots under DVC, marked as a preview: when the run fails,
+    the preview goes and the last successful run's curves are put back from the cache."""
+    cache = tmp_path / ".dvc/cache/files/md5"
+    entries = [{"relpath": "lr.tsv", "md5": cached(cache, b"step\tseries\tlr\n1\tblock0\t1e-05\n")}]
+    listing = json.dumps(entries).encode()
+    folder = hashlib.md5(listing).hexdigest() + ".dir"
+    (cache / folder[:2]).mkdir(parents=True, exist_ok=True)
+    (cache / folder[:2] / folder[2:]).write_bytes(listing)
+    stages = {"train": {"cmd": "python -m pipeline.train", "plots": [{"results/train/plots": {"cache": False}}]}}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    lock = {"schema": "2.0", "stages": {"train": {"outs": [{"path": "results/train/plots", "md5": folder}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    (tmp_path / "results/train/plots").mkdir(parents=True)
+    (tmp_path / "results/train/plots/lr.tsv").write_text("step\tseries\tlr\n1\tblock0\t9\n2\tblock0\t9\n")
+    restore.mark_preview(tmp_path / "results/train", ["results/train/plots"])
+    monkeypatch.setattr(restore, "cache_dir", lambda root: cache)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("DVC_STAGE", "train")
+    monkeypatch.delenv(restore.RESTORER, raising=False)
+    restore.restore_after_failure()
+    assert (tmp_path / "results/train/plots/lr.tsv").read_text() == "step\tseries\tlr\n1\tblock0\t1e-05\n"
+    assert not (tmp_path / "results/train" / restore.PREVIEW_MARKER).exists()

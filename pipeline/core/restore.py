@@ -4,6 +4,8 @@
 nothing behind. When a stage run by DVC (``DVC_STAGE`` is set) fails, the outputs recorded for it in
 ``dvc.lock`` (the last successful run) are copied back from the DVC cache. Every output is in that cache: data
 and models are cached outputs, and DVC's run-cache commits the git-tracked metrics and plots there as well.
+A stage may show a preview of its run in progress in place of its outputs (training's curves): it lists them in
+a :data:`PREVIEW_MARKER` file beside them, and they are removed before the restore.
 """
 
 from __future__ import annotations
@@ -25,6 +27,35 @@ DVC_ROOT = "DVC_ROOT"
 # The pid of the process that restores for a stage run in several processes: the stage's own process (training's
 # launcher) sets it before it starts its workers, which then leave the restore to it (it restores once they end).
 RESTORER = "PIPELINE_RESTORER_PID"
+
+
+# A file in an output's folder that lists the outputs a stage has written as a preview of the run in progress
+# (training's curves, under dvc repro): they are removed, so put back, if the stage fails.
+PREVIEW_MARKER = ".preview"
+
+
+def mark_preview(folder: Path, outputs: list[str]) -> None:
+    """Say that ``outputs`` (paths from the project's root) hold a preview of the run in progress."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PREVIEW_MARKER).write_text("".join(f"{out}\n" for out in outputs))
+
+
+def drop_previews(outputs: list[dict], root: Path) -> list[str]:
+    """Remove what the preview markers beside ``outputs`` list (and the markers): what a failed run previewed is
+    not its result. The paths removed."""
+    dropped = []
+    for marker in {(root / out["path"]).parent / PREVIEW_MARKER for out in outputs}:
+        if not marker.is_file():
+            continue
+        for line in marker.read_text().splitlines():
+            path = root / line
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            dropped.append(line)
+        marker.unlink()
+    return dropped
 
 
 def reports_here() -> bool:
@@ -112,6 +143,7 @@ def restore_after_failure() -> None:
         return
     root = Path(os.environ.get(DVC_ROOT, "."))
     try:
+        drop_previews([{"path": path} for path in git_tracked_outputs(stage, root)], root)
         missing = [out for out in locked_outputs(stage, root) if not (root / out["path"]).exists()]
         if not missing:
             return

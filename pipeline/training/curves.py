@@ -10,24 +10,35 @@ long file instead (:data:`SERIES_CHARTS`: ``plots/lr.tsv`` with a row per step a
 step and loss term, the name in the column ``series``), which the template ``.dvc/plots/series.json`` draws with a
 line per series: ``dvc plots
 show`` draws every file a stage declares as a plot, so a chart that combined several files would draw each of
-them a second time."""
+them a second time.
+
+While a run goes under ``dvc repro`` or ``dvc exp run``, :class:`CurvePreview` keeps a preview of its curves in
+the published form in ``results/train/plots`` (every few seconds and at each validation), where ``dvc plots
+show`` and the VS Code extension draw them live: DVC removed the previous run's curves before the stage started,
+and if the run fails, the restore removes the preview and puts those back (the preview is marked as such, see
+:mod:`pipeline.core.restore`). Run outside DVC, training writes no preview: the previous curves stay untouched
+until the run completes."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
 from accelerate import Accelerator
 
 from pipeline.core.atomic import atomic_dir
+from pipeline.core.restore import DVC_STAGE, mark_preview
 from pipeline.scoring.metrics import rounded
 
 log = logging.getLogger(__name__)
 
 SECONDS_CURVE = "plots/metrics/train/seconds.tsv"
+PREVIEW_EVERY_S = 5.0  # the live preview is rewritten at most this often between validations (tens of ms each)
 DISTILL_CURVE = "loss_distill"  # the flow distillation loss (before its weight): a scale of its own, drawn alone
 
 
@@ -105,19 +116,46 @@ def long_curve(series: dict[str, Path], value: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["step", "series", value])
 
 
+def write_curves(plots: Path, dest: Path) -> None:
+    """dvclive's ``plots`` folder in the published form (see the module's doc) in the new folder ``dest``."""
+    shutil.copytree(plots, dest, dirs_exist_ok=True)
+    for name, (series_of, value) in SERIES_CHARTS.items():
+        series = series_of(dest / "metrics")
+        long_curve(series, value).to_csv(dest / name, sep="\t", index=False)
+        for tsv in series.values():
+            tsv.unlink()
+    for folder in sorted((f for f in dest.rglob("*") if f.is_dir()), reverse=True):
+        if not any(folder.iterdir()):  # what the long files emptied
+            folder.rmdir()
+
+
 def publish_curves(live: Path, results: Path) -> None:
     """Replace ``results`` with the completed run's curves (each chart of several values in one long file, see the
-    module's doc) and the headline of its summary, at once."""
+    module's doc) and the headline of its summary, at once (a preview of the run goes with the old folder)."""
     summary = json.loads((live / "metrics.json").read_text())
     with atomic_dir(results) as tmp:
-        shutil.copytree(live / "plots", tmp / "plots")
-        for name, (series_of, value) in SERIES_CHARTS.items():
-            series = series_of(tmp / "plots/metrics")
-            long_curve(series, value).to_csv(tmp / "plots" / name, sep="\t", index=False)
-            for tsv in series.values():
-                tsv.unlink()
-        for folder in sorted((f for f in (tmp / "plots").rglob("*") if f.is_dir()), reverse=True):
-            if not any(folder.iterdir()):  # what the long files emptied
-                folder.rmdir()
+        write_curves(live / "plots", tmp / "plots")
         (tmp / "metrics.json").write_text(json.dumps(headline(summary), indent=4) + "\n")  # inside the new folder
     log.info("wrote %s", results)
+
+
+class CurvePreview:
+    """The curves of the run in progress, published form, in ``results/plots``: under DVC only (see the module's
+    doc). Call :meth:`update` after each logged step; it rewrites the preview when ``every_s`` seconds have passed
+    since the last one, or at once with ``now``."""
+
+    def __init__(self, live: Path, results: Path, every_s: float = PREVIEW_EVERY_S):
+        self.live, self.results, self.every_s = live, results, every_s
+        self.on = os.environ.get(DVC_STAGE) is not None
+        self.last: float | None = None
+
+    def update(self, now: bool = False) -> None:
+        if not self.on or not (self.live / "plots").is_dir():
+            return
+        if not now and self.last is not None and time.monotonic() - self.last < self.every_s:
+            return
+        if self.last is None:
+            mark_preview(self.results, [(self.results / "plots").as_posix()])
+        with atomic_dir(self.results / "plots") as tmp:
+            write_curves(self.live / "plots", tmp)
+        self.last = time.monotonic()

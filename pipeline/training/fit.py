@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from pipeline.core.errors import UserError
 from pipeline.core.params import Params
-from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE, PRETRAINED, TRAIN_LIVE, TRIPLETS_DIR
+from pipeline.core.paths import AUGMENTED_DIR, PLAN_FILE, PRETRAINED, TRAIN_LIVE, TRAIN_RESULTS, TRIPLETS_DIR
 from pipeline.models import load_checkpoint
-from pipeline.training.curves import add_to_summary, seconds_so_far, start_curves
+from pipeline.training.curves import CurvePreview, add_to_summary, seconds_so_far, start_curves
 from pipeline.training.groups import frozen_at, unfreeze_steps
 from pipeline.training.loop import batches, make_loader, train_step
 from pipeline.training.optim import PullToPretrained, build_optimizer, group_lrs, pull_to_pretrained
@@ -114,9 +114,12 @@ def fit(params: Params, accelerator: Accelerator) -> Fitted:
         start_curves(TRAIN_LIVE, start)
     accelerator.init_trackers("train", init_kwargs={"dvclive": {
         "dir": str(TRAIN_LIVE), "dvcyaml": False, "save_dvc_exp": False, "resume": start > 0}})
+    preview = CurvePreview(TRAIN_LIVE, TRAIN_RESULTS) if accelerator.is_main_process else None
     if start == 0:
         accelerator.log(run.validate_now(params, 0), step=0)
-    step_loop(params, run, state, start)
+    if preview:
+        preview.update(now=True)
+    step_loop(params, run, state, start, preview)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         record_val_gain(accelerator, run.val_gain)
@@ -124,8 +127,9 @@ def fit(params: Params, accelerator: Accelerator) -> Fitted:
     return Fitted(accelerator.unwrap_model(run.model), run.ema, run.best, state)
 
 
-def step_loop(params: Params, run: Run, state: TrainState, start: int) -> None:
-    """Optimizer steps ``start`` .. ``train.steps``: log every step, validate and checkpoint as params say."""
+def step_loop(params: Params, run: Run, state: TrainState, start: int, preview: CurvePreview | None) -> None:
+    """Optimizer steps ``start`` .. ``train.steps``: log every step (and show it in the ``preview``), validate and
+    checkpoint as params say."""
     cfg, accelerator = params.train, run.accelerator
     batch_iter = batches(accelerator, run.loader, start * cfg.grad_accum_steps)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", unit="step",
@@ -154,6 +158,8 @@ def step_loop(params: Params, run: Run, state: TrainState, start: int) -> None:
         seconds += time.perf_counter() - began
         record["train/seconds"] = seconds  # wall time of the run so far, validations included, across resumes
         accelerator.log(record, step=done)
+        if preview:
+            preview.update(now="val/psnr" in record)
         bar.set_postfix(loss=f"{terms['total']:.4f}", lr=f"{max(lrs.values()):.2e}")
         if run.best.should_stop():
             log.info("early stopping at step %d: %d validations in a row have not beaten step %d's (train.keep_by: "
