@@ -40,11 +40,10 @@ def mark_preview(folder: Path, outputs: list[str]) -> None:
     (folder / PREVIEW_MARKER).write_text("".join(f"{out}\n" for out in outputs))
 
 
-def drop_previews(outputs: list[dict], root: Path) -> list[str]:
+def drop_previews(outputs: set[str], root: Path) -> None:
     """Remove what the preview markers beside ``outputs`` list (and the markers): what a failed run previewed is
-    not its result. The paths removed."""
-    dropped = []
-    for marker in {(root / out["path"]).parent / PREVIEW_MARKER for out in outputs}:
+    not its result."""
+    for marker in {(root / path).parent / PREVIEW_MARKER for path in outputs}:
         if not marker.is_file():
             continue
         for line in marker.read_text().splitlines():
@@ -53,9 +52,7 @@ def drop_previews(outputs: list[dict], root: Path) -> list[str]:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-            dropped.append(line)
         marker.unlink()
-    return dropped
 
 
 def reports_here() -> bool:
@@ -143,7 +140,7 @@ def restore_after_failure() -> None:
         return
     root = Path(os.environ.get(DVC_ROOT, "."))
     try:
-        drop_previews([{"path": path} for path in git_tracked_outputs(stage, root)], root)
+        drop_previews(git_tracked_outputs(stage, root), root)
         missing = [out for out in locked_outputs(stage, root) if not (root / out["path"]).exists()]
         if not missing:
             return

@@ -8,9 +8,8 @@ dvclive logs one file per value. The published curves keep those files for the v
 (``plots/metrics/``: val scores, speed, time, the distillation loss), and put each chart of several values in one
 long file instead (:data:`SERIES_CHARTS`: ``plots/lr.tsv`` with a row per step and group, ``plots/loss.tsv`` per
 step and loss term, the name in the column ``series``), which the template ``.dvc/plots/series.json`` draws with a
-line per series: ``dvc plots
-show`` draws every file a stage declares as a plot, so a chart that combined several files would draw each of
-them a second time.
+line per series: ``dvc plots show`` draws every file a stage declares as a plot, so a chart that combined several
+files would draw each of them a second time.
 
 While a run goes under ``dvc repro`` or ``dvc exp run``, :class:`CurvePreview` keeps a preview of its curves in
 the published form in ``results/train/plots`` (every few seconds and at each validation), where ``dvc plots
@@ -140,7 +139,7 @@ def publish_curves(live: Path, results: Path) -> None:
 
 
 class CurvePreview:
-    """The curves of the run in progress, published form, in ``results/plots``: under DVC only (see the module's
+    """The curves of the run in progress, published form, in ``<results>/plots``: under DVC only (see the module's
     doc). Call :meth:`update` after each logged step; it rewrites the preview when ``every_s`` seconds have passed
     since the last one, or at once with ``now``."""
 
