@@ -3,7 +3,11 @@ batches bit for bit (with or without loader workers), and a resumed run sees the
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import threading
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +19,7 @@ import yaml
 from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import AUGMENTED_DIR, KEPT, PLAN_FILE, TRIPLETS_DIR
-from pipeline.training.loop import SizeGroupedBatches, TrainViews, batches, make_accelerator, make_loader
+from pipeline.training.loop import LoaderWorker, SizeGroupedBatches, TrainViews, batches, make_accelerator, make_loader
 
 SIZES = [64] * 5 + [96] * 7 + [64] * 4  # two crop sizes, interleaved as augment plans them (triplet order)
 
@@ -155,3 +159,29 @@ def test_loader_workers_start_fresh_not_forked(tmp_path, monkeypatch, params_dic
     _, loader = prepared_loader(tmp_path, monkeypatch, params_dict, workers=1)
     assert loader.num_workers == 1 and loader.persistent_workers
     assert loader.multiprocessing_context.get_start_method() == "spawn"
+    assert loader.multiprocessing_context.Process is LoaderWorker
+
+
+def leave_a_thread_and_an_exit_handler(marker: str, fail: bool) -> None:
+    """A worker's target that returns with a daemon thread still running and an exit handler registered, as
+    torch's worker loop returns with the queue's feeder thread (the handler would write ``marker``)."""
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+    atexit.register(Path(marker).write_text, "Python's shutdown ran")
+    print("worker done")
+    if fail:
+        raise RuntimeError("the worker loop failed")
+
+
+@pytest.mark.slow  # starts two worker processes
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_loader_worker_ends_without_pythons_shutdown(tmp_path, fail, capfd):
+    """Python's shutdown unwinds a worker's daemon threads, and an unwind through torch's C++ code aborted 3 of 60
+    worker exits (a traceback in the training process); the worker ends at once when its loop returns, its
+    output flushed, and a loop that fails still ends with exit code 1."""
+    marker = tmp_path / "shutdown-ran"
+    worker = LoaderWorker(target=leave_a_thread_and_an_exit_handler, args=(str(marker), fail), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert worker.exitcode == (1 if fail else 0)
+    assert not marker.exists() or fail  # a failed loop goes through Python's shutdown, as before
+    assert "worker done" in capfd.readouterr().out
