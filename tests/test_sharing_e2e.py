@@ -5,7 +5,9 @@ git repository with a bare git remote (``origin``) and a local-folder DVC remote
   to reproduce, with the same outputs and metrics.
 - A study spread over both: each queues its shard (``python -m pipeline.study --queue --shard k/2``), runs it with
   ``dvc queue start`` and shares it with ``dvc exp push origin``; one ``dvc exp pull``s them all and builds the
-  table.
+  table. Queued runs start from a copy made from git: they find every file they need there, never rerun fetch or
+  extract (a seed replicate reruns augment, whose views depend on the seed), replicate 1 of the default repeats
+  the baseline's training bit for bit, and a failed run is reported as failed, not with the baseline's metrics.
 - The clones as two machines of one training run (``accelerate launch --num_machines 2``, gloo on CPU): the same
   optimizer steps and learning rate at every step as one process.
 
@@ -21,19 +23,30 @@ import signal
 import subprocess
 import sys
 import time
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ENV, copy_reproduced, free_port, loss_curve, lr_curve, sh, tree_digest, wait_for_queue
+from tests.helpers import (
+    ENV,
+    copy_reproduced,
+    free_port,
+    loss_curve,
+    lr_curve,
+    run_module,
+    sh,
+    tree_digest,
+    wait_for_queue,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in temporary repos; fetch downloads the demo
 
 CACHED_OUTPUTS = ("data/demo", "data/triplets", "data/augmented", "models/pretrained/flownet.pkl",
                   "models/finetuned/flownet.pkl")  # what dvc push / dvc pull carry; the results travel by git
-SHARED_STUDY = "author-1e-5,l2sp-100"  # two strategies of the standard study (one seed), one on each machine
+STUDY_RUNS = ("default-seed1", "default-seed2", "author-1e-5-seed1")  # the study the two clones share
 
 
 def digest(path: Path) -> str:
@@ -80,36 +93,84 @@ def exp_lock(root: Path, name: str) -> dict:
     return yaml.safe_load(sh(root, "git", "show", f"{ref}:dvc.lock").stdout)
 
 
-def test_a_study_sharded_over_two_clones_comes_together_in_one_table(machines):
+@pytest.fixture(scope="module")
+def study(machines) -> tuple[Path, Path, dict[Path, list[str]], dict[Path, str]]:
+    """The study shared by the two clones as users run it (``python -m pipeline.study --queue --shard k/2`` on
+    each, a queue worker on each at the same time, ``dvc exp push origin``): the default over two seeds, sharded
+    (seed 1, the baseline's own, on ``a``; seed 2 on ``b``), the author's rate once on ``b``, and on ``a`` a run
+    whose rate is out of range, which must fail. Each clone's queued runs and last ``dvc queue status``."""
     a, b, _ = machines
     queued = {}
     for k, root in enumerate((a, b), start=1):
-        sh(root, sys.executable, "-m", "pipeline.study", "--queue", "--steps", "4", "--seeds", "1", "--only",
-           SHARED_STUDY, "--shard", f"{k}/2")
+        sh(root, sys.executable, "-m", "pipeline.study", "--queue", "--seeds", "2", "--only", "default", "--shard",
+           f"{k}/2")
+    sh(b, sys.executable, "-m", "pipeline.study", "--queue", "--seeds", "1", "--only", "author-1e-5")
+    sh(a, "dvc", "exp", "run", "--queue", "-n", "too-high-seed1", "-S", "lr=5.0")  # outside (0, 1]: must fail
+    for root in (a, b):
         status = sh(root, "dvc", "queue", "status").stdout
-        queued[root] = [f"{name}-seed1" for name in SHARED_STUDY.split(",") if f"{name}-seed1" in status]
-    assert queued[a] == ["author-1e-5-seed1"] and queued[b] == ["l2sp-100-seed1"]  # disjoint, together the whole
-    for root in (a, b):
+        queued[root] = [name for name in STUDY_RUNS if name in status]
         sh(root, "dvc", "queue", "start", "-j", "1")
+    statuses = {root: wait_for_queue(root, timeout_s=900) for root in (a, b)}
     for root in (a, b):
-        status = wait_for_queue(root)
-        assert status.count("Success") == len(queued[root]), status
-    for name in queued[b]:  # b pulled the data stages' outputs instead of recomputing them
-        log = sh(b, "dvc", "queue", "logs", name).stdout
-        assert "Running stage 'train'" in log and "Running stage 'extract'" not in log
-    for root in (a, b):
-        sh(root, "dvc", "exp", "push", "origin")
+        sh(root, "dvc", "exp", "push", "origin")  # a's failed run stays in a's queue: DVC pushes no failed run
     sh(a, "dvc", "exp", "pull", "origin")
-    sh(a, sys.executable, "-m", "pipeline.study")
-    table = pd.read_csv(a / "results/study/summary.csv")
-    ran = table[table.strategy.isin(SHARED_STUDY.split(","))]
-    assert len(table) == 3 and len(ran) == 2 and (ran.runs == "1 success").all()  # and the baseline as default
-    assert ran.gain.notna().all() and "Every run also sets: " in (a / "results/study/summary.md").read_text()
-    assert "train.steps=4" in (a / "results/study/summary.md").read_text()
+    return a, b, queued, statuses
+
+
+def test_the_shards_are_disjoint_and_run_from_git_without_rerunning_fetch_or_extract(study):
+    a, b, queued, statuses = study
+    assert queued[a] == ["default-seed1"] and queued[b] == ["default-seed2", "author-1e-5-seed1"]
+    assert statuses[a].count("Success") == 1 and statuses[a].count("Failed") == 1, statuses[a]
+    assert statuses[b].count("Success") == 2 and "Failed" not in statuses[b], statuses[b]
+    for root in (a, b):
+        for name in queued[root]:
+            log = sh(root, "dvc", "queue", "logs", name).stdout
+            assert "Running stage 'evaluate'" in log  # the study's own evaluate params
+            for stage in ("check_sources", "fetch", "extract", "lr_find"):  # b reuses the pulled data stages
+                assert f"Running stage '{stage}'" not in log, (name, stage)
+            # seed 1 is the baseline's seed: its views are the baseline's, and the default's training is too (from
+            # a's run-cache); seed 2 draws new views
+            assert ("Running stage 'augment'" in log) == name.endswith("seed2")
+            assert ("Running stage 'train'" in log) == (name != "default-seed1")
+
+
+def test_the_study_reports_every_strategy_over_its_seeds_and_the_failure(study):
+    a, b, queued, _ = study
+    done = run_module("pipeline.study", a)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(a / "results/study/summary.csv").set_index("strategy")
+    assert set(table.index) == {"default", "author-1e-5", "too-high"}
+    seeds = table.loc["default", "seed_gains"].split()
+    assert len(seeds) == 2 and seeds[0] != seeds[1]  # each replicate trained on its own views and batches
+    assert len(str(table.loc["author-1e-5", "seed_gains"]).split()) == 1
+    for name in ("default", "author-1e-5"):
+        assert table.loc[name, "gain_ci95_low"] <= table.loc[name, "gain"] <= table.loc[name, "gain_ci95_high"]
+    assert table.loc["default", "group"] == "the default"
+    assert table.loc["author-1e-5", "group"].endswith("the default")
+    assert table.loc["too-high", "runs"] == "1 failed" and pd.isna(table.loc["too-high", "gain"])
+    markdown = (a / "results/study/summary.md").read_text()
+    assert "## Verdict" in markdown and "Seed noise floor" in markdown and markdown in done.stdout
+    assert ": test gain " in markdown and "no evaluate metrics" not in markdown  # the baseline's psnr.gain
+    default = next(line for line in markdown.splitlines()  # in bold when it is the best strategy
+                   if line.startswith(("| default |", "| **default** |")))
+    assert float(default.split("|")[-3]) > 0  # train (min): the end of each run's committed seconds curve
+    assert (a / "results/study/summary.png").stat().st_size > 0
     # b's fine-tuned models came to a through the DVC remote, not only its metrics through git
     for name in queued[b]:
         md5 = exp_lock(a, name)["stages"]["train"]["outs"][0]["md5"]
         assert (a / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).is_file(), name
+
+
+def test_replicate_one_of_the_default_repeats_the_baseline_training(study):
+    a, *_ = study
+    baseline = next(e for e in json.loads(sh(a, "dvc", "exp", "show", "--json").stdout) if e["rev"] != "workspace")
+    revs = {group["name"]: group["revs"][0]["rev"] for group in baseline["experiments"]}
+
+    def finetuned(rev: str) -> pd.Series:
+        csv = sh(a, "git", "show", f"{rev}:results/evaluate/per_triplet.csv").stdout
+        return pd.read_csv(StringIO(csv))["finetuned_psnr"]
+
+    pd.testing.assert_series_equal(finetuned(revs["default-seed1"]), finetuned("HEAD"))
 
 
 def set_train(roots: tuple[Path, ...], **changes) -> None:

@@ -1,5 +1,5 @@
-"""The study: which runs it queues, the statistics of replicated runs, and the verdict (the real sweep is in
-test_study_e2e.py, the study shared over two clones in test_sharing_e2e.py)."""
+"""The study: which runs it queues, the statistics of replicated runs, and the verdict (the real sweep, shared over
+two clones, is in test_sharing_e2e.py)."""
 
 from __future__ import annotations
 
