@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -53,6 +54,47 @@ def sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
+
+
+def stop_when(cwd: Path, cmd: list[str], ready: Callable[[str], bool], sig: int = signal.SIGINT, *,
+              group: bool = True, env: dict | None = None, wait_s: float = 300) -> tuple[int, str]:
+    """Run ``cmd`` in ``cwd`` as from a terminal and stop it with ``sig`` once ``ready(its output so far)`` holds
+    (it fails if the command ends or ``wait_s`` passes first): the signal goes to its whole process group, as
+    Ctrl-C in a terminal or a scheduler's kill of a job sends it, or with ``group=False`` to the started process
+    alone.
+
+    It starts in a session of its own with SIGINT at its default (a suite started in the background, ``make test
+    &``, passes on an ignored SIGINT, and Python then never raises KeyboardInterrupt). Returns its exit code and its
+    output (stdout and stderr together) once every process of the group has closed it."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV if env is None else env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + wait_s
+    while not (was_ready := ready("".join(lines))) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not was_ready:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=120)
+        raise AssertionError(f"{' '.join(cmd)} ended or ran {wait_s} s before it was ready to stop:\n"
+                             f"{''.join(lines)[-3000:]}")
+    with contextlib.suppress(ProcessLookupError):  # the started process may have ended, the rest of its group not
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    proc.wait(timeout=120)
+    reader.join(timeout=120)
+    assert not reader.is_alive(), "a process of the group still holds the output open 120 s after the signal"
+    return proc.returncode, "".join(lines)
 
 
 def free_port() -> int:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -40,6 +37,7 @@ from tests.helpers import (
     moving_texture,
     packet_positions,
     run_module,
+    stop_when,
     tree_digest,
     write_params,
 )
@@ -370,17 +368,10 @@ def test_ctrl_c_while_workers_extract_is_one_line_and_leaves_nothing(tmp_path, p
         make_clip(tmp_path / f"clips/c{i}.avi", moving_texture(150, 240, 320, seed=i))
     params_dict["sources"]["videos"] = "clips"
     write_params(tmp_path, params_dict)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.extract"], cwd=tmp_path, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:  # until a worker has written frames
-        if any(p.is_file() for p in (tmp_path / "data").glob(".triplets.*.tmp/**/*")):
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    code, err = stop_when(tmp_path, [sys.executable, "-m", "pipeline.extract"],  # once a worker has written frames
+                          lambda _: any(p.is_file() for p in (tmp_path / "data").glob(".triplets.*.tmp/**/*")),
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, wait_s=120)
+    assert code == EXIT_INTERRUPTED, err[-2000:]
     assert "Traceback" not in err, err[-4000:]
     assert err.strip().splitlines()[-1].startswith("interrupted")
     assert not (tmp_path / "data/triplets").exists() and not list((tmp_path / "data").glob(".triplets.*"))

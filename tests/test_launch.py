@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from accelerate.commands import config
@@ -18,7 +17,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, P
 from pipeline.core.errors import Terminated, UserError
 from pipeline.training import launch
 from pipeline.training.launch import exit_code, launch_flags, stop_of
-from tests.helpers import ENV, ROOT
+from tests.helpers import ENV, ROOT, stop_when
 
 DEFAULTS = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
@@ -116,16 +115,10 @@ def test_ctrl_c_waits_for_the_worker_to_stop_and_say_so(tmp_path):
     code = ("from pipeline.core.runner import user_facing; from pipeline.training.launch import launch; "
             "user_facing(lambda: launch('slow_to_stop', []))()")
     env = {**ENV, "HF_HOME": str(tmp_path), "READY_FILE": str(ready), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and its worker get it
-    _, err = proc.communicate(timeout=120)
+    # Ctrl-C as in a terminal: the launcher and its worker get it
+    code, err = stop_when(ROOT, [sys.executable, "-c", code], lambda _: ready.exists(), env=env, wait_s=120)
     assert "worker: stopped cleanly" in err, err[-2000:]
-    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert code == 130 and "Traceback" not in err, err[-2000:]
     assert err.count("interrupted; the previous outputs are kept") == 1, err[-2000:]  # said by the launcher
 
 

@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pipeline.footage.triplets import split_spans
-from tests.helpers import ENV, copy_reproduced, loss_curve, lr_curve, sh, train_params
+from tests.helpers import ENV, copy_reproduced, loss_curve, lr_curve, sh, stop_when, train_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in a temporary repo; fetch downloads the demo
 
@@ -135,14 +132,8 @@ def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
     train_params(root, steps=16, warmup_steps=3, checkpoint_every=4, val_every=8)
     checkpoint = root / "state/train/latest/step.json"
     repro = ["dvc", "repro", "train"]
-    proc = subprocess.Popen(repro, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0 and checkpoint.exists()
+    code, _ = stop_when(root, repro, lambda _: checkpoint.exists())  # Ctrl-C once a checkpoint is saved
+    assert code != 0 and checkpoint.exists()
     resumed = sh(root, *repro)
     assert "resuming from state/train/latest at step" in resumed.stdout + resumed.stderr
     curves = root / "results/train/plots/metrics"

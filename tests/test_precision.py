@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -34,7 +31,6 @@ from pipeline.training.loop import LAUNCHER_PRECISION, run_precision
 from pipeline.training.losses import rife_loss
 from tests.golden import seeded_state
 from tests.helpers import (
-    ENV,
     ROOT,
     assert_user_error,
     copy_reproduced,
@@ -43,6 +39,7 @@ from tests.helpers import (
     moving_texture,
     run_main,
     sh,
+    stop_when,
 )
 from tests.test_loop import write_views
 
@@ -213,13 +210,8 @@ def test_a_bf16_run_killed_with_sigkill_resumes_to_the_weights_of_an_unbroken_ru
     sh(root, sys.executable, "-m", "pipeline.train")
     unbroken = torch.load(root / FINETUNED, weights_only=True)
     checkpoint = root / "state/train/latest/step.json"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.train"], cwd=root, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its worker, with no chance to clean up
-    proc.communicate(timeout=60)
+    # SIGKILL to the launcher and its worker, with no chance to clean up
+    stop_when(root, [sys.executable, "-m", "pipeline.train"], lambda _: checkpoint.exists(), signal.SIGKILL)
     assert checkpoint.exists()
     resumed = sh(root, sys.executable, "-m", "pipeline.train")
     assert "resuming from state/train/latest at step" in resumed.stderr and "mixed precision bf16" in resumed.stderr

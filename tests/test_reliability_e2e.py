@@ -5,12 +5,10 @@ through dvc for real, in a temporary git repository, with tiny settings."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +17,7 @@ import torch
 import yaml
 
 from pipeline.core.errors import EXIT_TERMINATED
-from tests.helpers import ENV, copy_reproduced, sh
+from tests.helpers import ENV, copy_reproduced, sh, stop_when
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -114,19 +112,8 @@ def test_evaluate_stopped_after_scoring_keeps_the_whole_previous_set(project):
     root = project
     before = digest(root, "results/evaluate")
     set_params(root, lambda p: p["evaluate"].update(bootstrap_samples=300))
-    proc = subprocess.Popen(["dvc", "repro", "evaluate"], cwd=root, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,  # SIGINT as in a
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # terminal, even under &
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "fine-tuned minus pretrained" in line:
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-    lines += proc.stdout.readlines()
-    proc.wait(timeout=120)
-    log = "".join(lines)
-    assert proc.returncode != 0 and "fine-tuned minus pretrained" in log, log[-2000:]
+    code, log = stop_when(root, ["dvc", "repro", "evaluate"], lambda out: "fine-tuned minus pretrained" in out)
+    assert code != 0 and "fine-tuned minus pretrained" in log, log[-2000:]
     assert digest(root, "results/evaluate") == before, log[-2000:]
     assert not list((root / "results/evaluate").glob(".*.tmp*"))
     sh(root, "git", "checkout", "params.yaml")
@@ -170,13 +157,8 @@ def test_fetch_refuses_a_checkpoint_of_no_known_architecture_and_names_it(projec
 def test_a_killed_extract_leaves_nothing_behind_after_the_next_run(project):
     root = project
     set_params(root, lambda p: p["extract"].update(max_per_clip=6))
-    proc = subprocess.Popen(["dvc", "repro", "extract"], cwd=root, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list((root / "data").glob(".triplets.*.tmp")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    stop_when(root, ["dvc", "repro", "extract"], lambda _: bool(list((root / "data").glob(".triplets.*.tmp"))),
+              signal.SIGKILL, wait_s=120)
     assert list((root / "data").glob(".triplets.*.tmp"))  # what a killed run leaves
     sh(root, "dvc", "repro", "extract")
     assert not list((root / "data").glob(".triplets.*"))
@@ -189,14 +171,10 @@ def test_sigterm_stops_training_in_one_line_and_the_run_resumes(project):
     set_params(root, lambda p: p["train"].update(steps=30, warmup_steps=3, checkpoint_every=5, val_every=100))
     shutil.rmtree(root / "state/train", ignore_errors=True)  # no other run's checkpoint
     checkpoint = root / "state/train/latest/step.json"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.train"], cwd=root, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)  # to the stage's own process only, as `kill` or a scheduler sends it
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == EXIT_TERMINATED, err[-2000:]
+    # to the stage's own process only, as `kill` or a scheduler sends it
+    code, err = stop_when(root, [sys.executable, "-m", "pipeline.train"], lambda _: checkpoint.exists(),
+                          signal.SIGTERM, group=False)
+    assert code == EXIT_TERMINATED, err[-2000:]
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     resumed = sh(root, sys.executable, "-m", "pipeline.train")
     assert "resuming from state/train/latest at step" in resumed.stderr
@@ -213,14 +191,10 @@ def test_sigterm_to_dvc_repros_group_is_one_line_and_puts_the_outputs_back(proje
     set_params(root, lambda p: p["train"].update(steps=30, warmup_steps=3, checkpoint_every=2, val_every=100))
     shutil.rmtree(root / "state/train", ignore_errors=True)
     checkpoint = root / "state/train/latest/step.json"
-    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=root, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not (checkpoint.exists() and live_steps(root)) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert live_steps(root), "no curves of the run in progress in results/train/plots"  # what dvc plots show draws
-    os.killpg(proc.pid, signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)  # the pipe closes when the group's last process has ended
+    # once results/train/plots shows the run in progress (what dvc plots show draws); the output comes back when
+    # the group's last process has closed it, after the restore
+    _, out = stop_when(root, ["dvc", "repro", "train"], lambda _: checkpoint.exists() and bool(live_steps(root)),
+                       signal.SIGTERM)
     assert "Traceback" not in out, out[-4000:]
     assert out.count("stopped by SIGTERM; the previous outputs are kept") == 1, out[-2000:]
     assert digest(root, *TRAIN_AND_EVALUATE[:2]) == before  # the preview gone, the previous curves back

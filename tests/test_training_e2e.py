@@ -5,11 +5,8 @@ terms with val VMAF, two CPU processes, a non-finite loss."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +15,7 @@ import torch
 import yaml
 
 from pipeline.core.errors import EXIT_INTERRUPTED
-from tests.helpers import ENV, copy_reproduced, free_port, loss_curve, lr_curve, sh, train_params
+from tests.helpers import ENV, copy_reproduced, free_port, loss_curve, lr_curve, sh, stop_when, train_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # trains in a temporary repo; fetch downloads the demo
 
@@ -37,16 +34,8 @@ def test_interrupted_training_resumes_to_identical_weights(project):
     sh(root, *train)
     uninterrupted = torch.load(weights, weights_only=True)
     checkpoint = root / "state/train/latest/step.json"
-    # SIGINT back to its default in the child: a suite started in the background (`make test &`) inherits an
-    # ignored SIGINT, and Python then never raises KeyboardInterrupt
-    proc = subprocess.Popen(train, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    code, err = stop_when(root, train, lambda _: checkpoint.exists())  # Ctrl-C once a checkpoint is saved
+    assert code == EXIT_INTERRUPTED, err[-2000:]
     assert "Traceback" not in err, err[err.find("Traceback") - 300:][:4000]  # the whole traceback, if one came
     assert "interrupted" in err
     stopped_at = json.loads(checkpoint.read_text())["step"]
