@@ -74,6 +74,25 @@ def test_a_stop_signal_during_publishing_waits_until_the_set_is_complete(tmp_pat
     assert (tmp_path / "a.txt").read_text() == (tmp_path / "b.txt").read_text() == "new"
 
 
+def test_a_stop_signal_while_a_folder_is_replaced_leaves_no_old_copy(tmp_path, monkeypatch, ctrl_c_raises):
+    """A folder replaced on its own (as training's live preview is): a Ctrl-C between its two renames is handled
+    once the new folder is in place and the previous one deleted (it was left as ``.d.old``)."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/x").write_text("old")
+    replace = os.replace
+
+    def replace_then_signal(src, dst):
+        replace(src, dst)
+        if str(dst).endswith(".old"):
+            os.kill(os.getpid(), signal.SIGINT)  # arrives after the previous folder moved aside
+
+    monkeypatch.setattr(os, "replace", replace_then_signal)
+    with pytest.raises(KeyboardInterrupt), atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "x").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    assert (tmp_path / "d/x").read_text() == "new"
+
+
 WRITER = """
 import sys, time
 from pathlib import Path

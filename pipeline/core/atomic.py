@@ -99,13 +99,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:
+    """``tmp`` in place of ``path`` by two renames (the previous folder goes to ``.<name>.old`` and is deleted),
+    with Ctrl-C and SIGTERM deferred to the end: a stop between the renames or during the deletion left the
+    previous folder, or part of it, beside the new one (a SIGTERM to a training run that was rewriting its preview
+    left ``results/train/.plots.old``). A SIGKILL can still leave it; the next replace deletes it first."""
     old = path.with_name(f".{path.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    with _stops_deferred():
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _discard(tmp: Path) -> None:
