@@ -112,11 +112,11 @@ time.sleep(120)
 def test_ctrl_c_waits_for_the_worker_to_stop_and_say_so(tmp_path):
     (tmp_path / "slow_to_stop.py").write_text(SLOW_TO_STOP)
     ready = tmp_path / "ready"
-    code = ("from pipeline.core.runner import user_facing; from pipeline.training.launch import launch; "
-            "user_facing(lambda: launch('slow_to_stop', []))()")
+    script = ("from pipeline.core.runner import user_facing; from pipeline.training.launch import launch; "
+              "user_facing(lambda: launch('slow_to_stop', []))()")
     env = {**ENV, "HF_HOME": str(tmp_path), "READY_FILE": str(ready), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     # Ctrl-C as in a terminal: the launcher and its worker get it
-    code, err = stop_when(ROOT, [sys.executable, "-c", code], lambda _: ready.exists(), env=env, wait_s=120)
+    code, err = stop_when(ROOT, [sys.executable, "-c", script], lambda _: ready.exists(), env=env, wait_s=120)
     assert "worker: stopped cleanly" in err, err[-2000:]
     assert code == 130 and "Traceback" not in err, err[-2000:]
     assert err.count("interrupted; the previous outputs are kept") == 1, err[-2000:]  # said by the launcher

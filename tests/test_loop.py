@@ -19,7 +19,15 @@ import yaml
 from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import AUGMENTED_DIR, KEPT, PLAN_FILE, TRIPLETS_DIR
-from pipeline.training.loop import LoaderWorker, SizeGroupedBatches, TrainViews, batches, make_accelerator, make_loader
+from pipeline.training.loop import (
+    LoaderWorker,
+    SizeGroupedBatches,
+    TrainViews,
+    batches,
+    drop_lost_connections,
+    make_accelerator,
+    make_loader,
+)
 
 SIZES = [64] * 5 + [96] * 7 + [64] * 4  # two crop sizes, interleaved as augment plans them (triplet order)
 
@@ -184,3 +192,17 @@ def test_a_loader_worker_ends_without_pythons_shutdown(tmp_path, fail, capfd):
     assert worker.exitcode == (1 if fail else 0)
     assert not marker.exists() or fail  # a failed loop goes through Python's shutdown, as before
     assert "worker done" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("error", [BrokenPipeError("[Errno 32] Broken pipe"), ConnectionResetError(), EOFError()])
+def test_a_worker_says_nothing_of_a_connection_the_training_process_dropped(error, capsys):
+    drop_lost_connections(type(error), error, None)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_worker_reports_any_other_uncaught_exception(capsys):
+    try:
+        raise KeyError("batch")
+    except KeyError as err:
+        drop_lost_connections(KeyError, err, err.__traceback__)
+    assert "Traceback" in capsys.readouterr().err

@@ -78,6 +78,19 @@ def quiet_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    sys.excepthook = drop_lost_connections
+
+
+def drop_lost_connections(kind: type[BaseException], value: BaseException, tb) -> None:
+    """A loader worker's report of an uncaught exception, without the connections the training process dropped.
+
+    A worker hands each batch's shared memory to the training process through a thread that reports its errors
+    here; when a Ctrl-C or SIGTERM stops the training process in the middle of such a hand-over, the thread's
+    connection breaks and it printed a traceback (seen once, cut short by the worker's own exit), although the
+    training process says in one line how the run stopped. Any other exception is reported as Python would."""
+    if issubclass(kind, (ConnectionError, EOFError)):
+        return
+    sys.__excepthook__(kind, value, tb)
 
 
 class LoaderWorker(multiprocessing.context.SpawnProcess):
