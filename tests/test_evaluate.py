@@ -176,9 +176,18 @@ def test_train_validation_scores_are_the_shared_scores(triplet_dir):
     rows = triplet_dir[triplet_dir.timestep == 0.5]
     model = RecordingModel()
     scores = score_rows(model, rows, torch.device("cpu"), round_prediction=True, batch_size=2)
-    assert model.calls == [(2, 48, 64, 0.5, 1.0), (1, 32, 40, 0.5, 1.0)]  # full scale, whatever evaluate uses
+    assert model.calls == [(2, 48, 64, 0.5, 1.0), (1, 32, 40, 0.5, 1.0)]
     table = score_triplets(rows, {"m": model_predictor(model, torch.device("cpu"))}, ("psnr", "ssim"), True)
     assert scores == list(zip(table.m_psnr, table.m_ssim, strict=True))
+
+
+@pytest.mark.parametrize("scale, expected", [("auto", 1.0), (0.25, 0.25)])  # auto: these frames are small
+def test_train_validation_runs_the_model_at_train_val_scale(triplet_dir, monkeypatch, scale, expected):
+    """``train.val_scale`` reaches every model call of a validation, the VMAF clip's too."""
+    monkeypatch.setattr(validation, "clip_vmaf", lambda pairs: float(len(list(pairs))))
+    model = RecordingModel()
+    scores, _ = validation.validate(model, triplet_dir, 2, Accelerator(cpu=True), vmaf_triplets=1, scale=scale)
+    assert scores["val/vmaf"] == 1.0 and model.calls and {call[-1] for call in model.calls} == {expected}
 
 
 def test_train_validation_scores_vmaf_on_the_first_rows_as_a_clip(triplet_dir, monkeypatch):

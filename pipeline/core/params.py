@@ -211,6 +211,8 @@ class Train:
     loss: Loss
     val_every: int = field(metadata=bounds(1))  # optimizer steps between validations
     val_max_triplets: int = field(metadata=bounds(0))  # 0 = the whole val split
+    # the model's flow scale at validation, as evaluate.scale at test; auto: 1.0 up to 1080p, 0.5 above
+    val_scale: WordOrNumber = field(metadata=choice("auto", 1.0, 0.5, 0.25))
     early_stopping: EarlyStopping
     keep: str = field(metadata=choice("last", "best"))  # output weights: the last step's, or the best on val
     keep_by: str = field(metadata=choice(*KEEP_BY))  # what "best" means, for keep: best and early stopping

@@ -96,10 +96,11 @@ def score_triplets(rows: pd.DataFrame, predictors: dict[str, Predictor], metrics
     return pd.DataFrame(scores, index=rows.index)
 
 
-def predicted_frames(model: nn.Module, rows: pd.DataFrame, device: torch.device,
-                     batch_size: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(the model's prediction rounded to uint8, the ground truth) of each manifest row in order, HxWx3 RGB."""
-    predict = model_predictor(model, device)
+def predicted_frames(model: nn.Module, rows: pd.DataFrame, device: torch.device, batch_size: int = 1,
+                     scale: str | float = 1.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(the model's prediction at flow ``scale`` rounded to uint8, the ground truth) of each manifest row in order,
+    HxWx3 RGB."""
+    predict = model_predictor(model, device, scale)
     for chunk in same_size_chunks(rows, batch_size):
         img0, target, img1 = read_chunk(chunk)
         preds = predict(img0, img1, float(chunk["timestep"].iloc[0]))
@@ -108,9 +109,9 @@ def predicted_frames(model: nn.Module, rows: pd.DataFrame, device: torch.device,
 
 
 def score_rows(model: nn.Module, rows: pd.DataFrame, device: torch.device, round_prediction: bool,
-               batch_size: int = 1) -> list[tuple[float, float]]:
-    """(PSNR, SSIM) of the model's prediction against the ground truth for each manifest row, at full frame
-    size, ``batch_size`` triplets of the same size at a time (train's validation)."""
-    table = score_triplets(rows, {"model": model_predictor(model, device)}, ("psnr", "ssim"), round_prediction,
-                           batch_size)
+               batch_size: int = 1, scale: str | float = 1.0) -> list[tuple[float, float]]:
+    """(PSNR, SSIM) of the model's prediction (at flow ``scale``) against the ground truth for each manifest row,
+    on whole frames, ``batch_size`` triplets of the same size at a time (train's validation)."""
+    table = score_triplets(rows, {"model": model_predictor(model, device, scale)}, ("psnr", "ssim"),
+                           round_prediction, batch_size)
     return list(zip(table["model_psnr"], table["model_ssim"], strict=True))

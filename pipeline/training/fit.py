@@ -72,7 +72,7 @@ class Run:
         """Score the weights being trained (or their average) on val, and tell the objects that follow it."""
         net = self.ema.module if self.ema is not None else self.accelerator.unwrap_model(self.model)
         scores, psnrs = validate(net, self.rows, params.train.batch_size, self.accelerator,
-                                 params.train.val_vmaf_triplets)
+                                 params.train.val_vmaf_triplets, params.train.val_scale)
         if scores:
             is_best = self.best.update(scores["val/psnr"], step, net, scores.get("val/vmaf"))
             self.val_gain.update(psnrs, step, is_best)
