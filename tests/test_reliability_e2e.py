@@ -168,7 +168,7 @@ def test_a_killed_extract_leaves_nothing_behind_after_the_next_run(project):
 
 def test_sigterm_stops_training_in_one_line_and_the_run_resumes(project):
     root = project
-    set_params(root, lambda p: p["train"].update(steps=30, warmup_steps=3, checkpoint_every=5, val_every=100))
+    set_params(root, lambda p: p["train"].update(steps=12, warmup_steps=3, checkpoint_every=3, val_every=100))
     shutil.rmtree(root / "state/train", ignore_errors=True)  # no other run's checkpoint
     checkpoint = root / "state/train/latest/step.json"
     # to the stage's own process only, as `kill` or a scheduler sends it

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -44,26 +45,41 @@ def project(tmp_path_factory, reproduced):
     return root
 
 
-def trained_on(root, cpus: list[int], threads: int) -> str:
-    """Train with ``train.threads`` = ``threads`` on the CPUs ``cpus`` only; the md5 of the fine-tuned weights."""
-    params = (root / "params.yaml").read_text()
-    (root / "params.yaml").write_text(params.replace("threads: 2\n", f"threads: {threads}\n"))
-    try:
-        done = subprocess.run(["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "pipeline.train"],
-                              cwd=root, env={**ENV, **THREAD_SENSITIVE}, capture_output=True, text=True)
-    finally:
-        (root / "params.yaml").write_text(params)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{threads or len(cpus)} CPU thread(s) each" in done.stderr
+def log_of(root: Path) -> Path:
+    return root.with_name(f"{root.name}.train.log")
+
+
+def start_training(root: Path, cpus: list[int], threads: int) -> subprocess.Popen:
+    """Train in ``root`` with ``train.threads`` = ``threads`` on the CPUs ``cpus`` only."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["threads"] = threads
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with open(log_of(root), "w") as log:  # a file: a full pipe would stall the run
+        return subprocess.Popen(["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "pipeline.train"],
+                                cwd=root, env={**ENV, **THREAD_SENSITIVE}, stdout=log, stderr=subprocess.STDOUT)
+
+
+def trained(root: Path, proc: subprocess.Popen, threads: int, cores: int) -> str:
+    """The md5 of the weights a :func:`start_training` run wrote, once it has ended well."""
+    proc.wait(timeout=900)
+    err = log_of(root).read_text()
+    assert proc.returncode == 0, err[-3000:]
+    assert f"{threads or cores} CPU thread(s) each" in err
     return file_md5(root / "models/finetuned/flownet.pkl")
 
 
 @pytest.fixture(scope="module")
-def weights(project) -> dict[tuple[int, int], str]:
-    """md5 of the weights trained on (cores, threads): 2 threads on one core and on two; 0 (every core) on one."""
-    one, two = cores()[:1], cores()[:2]
-    return {(1, 2): trained_on(project, one, threads=2), (2, 2): trained_on(project, two, threads=2),
-            (1, 0): trained_on(project, one, threads=0)}
+def weights(project, tmp_path_factory) -> dict[tuple[int, int], str]:
+    """md5 of the weights trained on (cores, threads): 2 threads on one core and on two; 0 (every core) on one.
+    The two one-core runs run side by side, each on a core of its own, in two copies of the project."""
+    one, other, two = cores()[:1], cores()[1:2], cores()[:2]
+    twin = tmp_path_factory.mktemp("threads-twin") / "project"
+    shutil.copytree(project, twin, symlinks=True)
+    runs = {(1, 2): (project, start_training(project, one, threads=2)),
+            (1, 0): (twin, start_training(twin, other, threads=0))}
+    found = {key: trained(root, proc, key[1], key[0]) for key, (root, proc) in runs.items()}
+    found[2, 2] = trained(project, start_training(project, two, threads=2), 2, 2)
+    return found
 
 
 @needs_two_cores

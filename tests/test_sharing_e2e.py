@@ -47,6 +47,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]  # dvc repro in temporary r
 CACHED_OUTPUTS = ("data/demo", "data/triplets", "data/augmented", "models/pretrained/flownet.pkl",
                   "models/finetuned/flownet.pkl")  # what dvc push / dvc pull carry; the results travel by git
 STUDY_RUNS = ("default-seed1", "default-seed2", "author-1e-5-seed1")  # the study the two clones share
+# a setting every run of the study shares (evaluate's, so that the default's seed 1 still takes the baseline's training
+# from the run-cache); the report names it once instead of in every row
+EVERY_RUN = "evaluate.bootstrap_samples=300"
 
 
 def digest(path: Path) -> str:
@@ -103,9 +106,11 @@ def study(machines) -> tuple[Path, Path, dict[Path, list[str]], dict[Path, str]]
     queued = {}
     for k, root in enumerate((a, b), start=1):
         sh(root, sys.executable, "-m", "pipeline.study", "--queue", "--seeds", "2", "--only", "default", "--shard",
-           f"{k}/2")
-    sh(b, sys.executable, "-m", "pipeline.study", "--queue", "--seeds", "1", "--only", "author-1e-5")
-    sh(a, "dvc", "exp", "run", "--queue", "-n", "too-high-seed1", "-S", "lr=5.0")  # outside (0, 1]: must fail
+           f"{k}/2", "--set", EVERY_RUN)
+    sh(b, sys.executable, "-m", "pipeline.study", "--queue", "--seeds", "1", "--only", "author-1e-5", "--steps", "4",
+       "--set", EVERY_RUN)
+    sh(a, "dvc", "exp", "run", "--queue", "-n", "too-high-seed1", "-S", "lr=5.0",  # outside (0, 1]: must fail
+       "-S", EVERY_RUN)
     for root in (a, b):
         status = sh(root, "dvc", "queue", "status").stdout
         queued[root] = [name for name in STUDY_RUNS if name in status]
@@ -148,7 +153,10 @@ def test_the_study_reports_every_strategy_over_its_seeds_and_the_failure(study):
     assert table.loc["default", "group"] == "the default"
     assert table.loc["author-1e-5", "group"].endswith("the default")
     assert table.loc["too-high", "runs"] == "1 failed" and pd.isna(table.loc["too-high", "gain"])
+    assert table.loc["author-1e-5", "settings"] == "lr=1e-05, train.steps=4"  # --steps: that run's budget
+    assert table.loc["default", "settings"] == "the common settings only"
     markdown = (a / "results/study/summary.md").read_text()
+    assert f"Every run also sets: {EVERY_RUN}." in markdown
     assert "## Verdict" in markdown and "Seed noise floor" in markdown and markdown in done.stdout
     assert ": test gain " in markdown and "no evaluate metrics" not in markdown  # the baseline's psnr.gain
     default = next(line for line in markdown.splitlines()  # in bold when it is the best strategy
@@ -236,14 +244,17 @@ def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[str]:
 def test_two_machines_take_the_steps_and_rates_of_one_process(machines):
     """``train.batch_size`` is per process: two machines of one process each train on twice the samples per
     step (DDP averages their gradients), in the same optimizer steps with the same rate of every group at every
-    step, validating at the same steps. Only machine 0 writes the outputs."""
+    step, validating at the same steps; with gradient accumulation the schedule still ends at the last optimizer
+    step. Only machine 0 writes the outputs. Machine 0 runs the stage's own command with the launch flags
+    (``python -m pipeline.train --multi_gpu ...``, which relaunches itself), machine 1 ``accelerate launch``: one
+    machine of several processes (``--multi_gpu --num_processes 2`` alone) is the same torchrun launch."""
     a, b, _ = machines
-    set_train((a, b), steps=4, schedule="warmup_cosine", warmup_steps=1, batch_size=1, val_every=2,
-              checkpoint_every=2)
+    set_train((a, b), steps=4, schedule="warmup_cosine", warmup_steps=1, batch_size=1, grad_accum_steps=2,
+              val_every=2, checkpoint_every=2)
     sh(a, sys.executable, "-m", "pipeline.train")
     single = {g: lr_curve(a, g) for g in ("block0", "block2", "teacher")}
     before_b = {out: digest(b / out) for out in ("models/finetuned/flownet.pkl", "results/train")}
-    procs = launch_two_machines(a, b)
+    procs = launch_two_machines(a, b, stage_on_0=True)
     logs = finish(procs)
     assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
     assert "with 2 process(es) (DistributedType.MULTI_CPU)" in logs[0]
