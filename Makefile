@@ -26,8 +26,8 @@ plots/offline.html: plots/page.html pipeline/plots_page.py $(VENV)/.installed
 repro: setup
 	dvc repro
 
-# The whole suite in one process, with the 15 slowest tests listed at the end. On a 2-core machine, pytest-xdist
-# workers gain nothing (every end-to-end test already keeps both cores busy with dvc, ffmpeg and training); on a
+# The whole suite in one process, with the 15 slowest tests listed at the end. On a 2-core machine, two pytest-xdist
+# workers gain little (the end-to-end tier took 1191 s against 1485 s in one process, each test 1.5-2x slower); on a
 # bigger machine `make test PYTEST_WORKERS=auto` runs test files side by side on up to 4 workers.
 PYTEST_WORKERS ?= 0
 PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --durations 15
