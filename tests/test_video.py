@@ -3,6 +3,8 @@ frames an encoder left out on purpose (variable frame rate) are no shortfall; st
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 
 from pipeline.core.errors import UserError
 from pipeline.footage.video import decode, probe
-from tests.helpers import decode_order_stamps, make_clip, moving_texture, packet_positions
+from tests.helpers import ROOT, decode_order_stamps, make_clip, moving_texture, packet_positions
 
 FRAMES = 40
 FASTSTART = {"movflags": "faststart"}  # the index (moov) before the pictures, as phones and web exports write it
@@ -174,3 +176,49 @@ def test_a_clip_cut_before_its_first_keyframe_decodes_from_the_first_picture_it_
     frames = list(decode(cut_clip))
     assert len(frames) == 30  # from the next keyframe on (frame 10)
     assert "7 of 37 coded pictures gave no picture" in caplog.text
+
+
+STOP_EARLY = """
+import sys
+from pathlib import Path
+
+import av.logging
+
+from pipeline.core.errors import UserError
+from pipeline.footage.video import decode
+
+av.logging.set_level(av.logging.ERROR)  # a caller's own level, put back after each read
+for i in range(int(sys.argv[2])):
+    frames = decode(Path(sys.argv[1]))
+    try:
+        for _ in range(1 + i % 5):
+            next(frames)
+    except UserError:  # damage FFmpeg gives up on: the read ends with its one line
+        pass
+    frames.close()
+    assert av.logging.get_level() == av.logging.ERROR
+print("read", sys.argv[2])
+"""
+
+
+def test_reads_stopped_early_on_a_damaged_threaded_stream_always_end(tmp_path):
+    """A reader that stops after a few frames frees the decoder with pictures in flight; with the damage, its
+    threads log as they decode them. The log callback takes the GIL, so freeing the decoder while one of them logs
+    could wait for ever: each read must end, and the caller's FFmpeg log level comes back."""
+    make_clip(tmp_path / "clean.mp4", moving_texture(24, height=240, width=320), codec="libx264")
+    rng = np.random.default_rng(0)
+    with av.open(str(tmp_path / "clean.mp4")) as src, av.open(str(tmp_path / "damaged.mp4"), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for n, packet in enumerate(p for p in src.demux(video=0) if p.size):
+            data = bytearray(bytes(packet))
+            if n:  # every picture after the first damaged in its second half
+                for pos in rng.integers(len(data) // 2, len(data), 3):
+                    data[pos] ^= 0xFF
+            damaged = av.Packet(bytes(data))
+            damaged.pts, damaged.dts, damaged.time_base = packet.pts, packet.dts, packet.time_base
+            damaged.is_keyframe, damaged.stream = packet.is_keyframe, stream
+            out.mux(damaged)
+    done = subprocess.run([sys.executable, "-c", STOP_EARLY, str(tmp_path / "damaged.mp4"), "100"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "read 100" in done.stdout, done.stderr[-2000:]
+    assert done.stderr.strip()  # the decoder's threads logged about the damage (the reader's own lines are captured)

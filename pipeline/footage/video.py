@@ -11,14 +11,17 @@ never needs RGB); ``read_image`` gives RGB to everything downstream.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import cv2
 import numpy as np
 
@@ -36,6 +39,7 @@ SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG i
 IMAGE_DEMUXERS = {"image2", "gif", "webp_pipe", "apng"}  # plus every "*_pipe" demuxer: one picture, not footage
 UNSPECIFIED = 2  # FFmpeg's AVCOL_SPC/PRI/TRC_UNSPECIFIED: the stream does not say
 RANGE_UNSPECIFIED = 0  # FFmpeg's AVCOL_RANGE_UNSPECIFIED
+GIL_HANDOVER_S = 0.005  # Python's thread switch interval: a thread waiting for the GIL gets it within this
 
 
 @dataclass(frozen=True)
@@ -201,8 +205,8 @@ def decode(path: Path, fmt: str = "rgb24",
     (see :mod:`pipeline.footage.integrity`) raises :class:`UserError` after the frames that did decode."""
     with ffmpeg_errors() as logs:
         container = open_video(path)
+        video = container.streams.video[0]
         try:
-            video = container.streams.video[0]
             video.thread_type = "AUTO"
             ticks = 1 / (_rate(video) * Fraction(video.time_base))  # time base units per frame
             tally = Tally(path, declared(container, video, ticks), ticks, Fraction(video.time_base))
@@ -216,7 +220,26 @@ def decode(path: Path, fmt: str = "rgb24",
                 raise UserError(tally.problem(f"FFmpeg: {err.strerror or err}")) from None
             tally.finish(reports_of(logs, container.format.name))
         finally:
-            container.close()
+            close_decoder(container, video)
+
+
+def close_decoder(container: av.container.InputContainer, video: av.video.stream.VideoStream) -> None:
+    """Close ``container``, which ``video``'s frame-threaded decoder reads, without the hang that PyAV's log
+    callback and FFmpeg's decoder threads can cause together.
+
+    While :func:`~pipeline.footage.integrity.ffmpeg_errors` has FFmpeg's logging on, every message goes through a
+    callback that takes Python's GIL. Freeing a decoder waits, GIL held, for its threads to finish the pictures in
+    flight: a thread that logs meanwhile (a damaged packet, a picture cut short) waits for the GIL, and both wait
+    for ever. A reader that stops before the end (evaluate takes a few frames of a clip) frees a decoder with
+    pictures in flight: the main thread stays in ``avcodec_free_context``, a decoder thread in PyAV's log
+    callback. So logging goes off first (FFmpeg's
+    messages then bypass Python), a decoder thread already waiting in the callback gets the GIL while this one
+    sleeps, and the decoder is drained (the GIL released) so no thread is at work when it is freed."""
+    av.logging.set_level(None)
+    time.sleep(GIL_HANDOVER_S)
+    with contextlib.suppress(av.FFmpegError):  # the end of the stream, or a damaged picture: nothing to keep
+        video.codec_context.decode(None)
+    container.close()
 
 
 def _pixels(frame: av.VideoFrame, fmt: str) -> np.ndarray:
