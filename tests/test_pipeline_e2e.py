@@ -129,7 +129,7 @@ def test_an_interrupted_dvc_repro_resumes_with_every_logged_step(project):
     """The same through dvc repro, which deletes a stage's outputs before running it unless they persist:
     the resumed run must keep the curves logged before the interruption, validation at step 0 included."""
     root, _ = project
-    train_params(root, steps=8, warmup_steps=2, checkpoint_every=2, val_every=4)
+    train_params(root, steps=8, warmup_steps=2, checkpoint_every=2, val_every=4, num_workers=1)
     checkpoint = root / "state/train/latest/step.json"
     repro = ["dvc", "repro", "train"]
     code, _ = stop_when(root, repro, lambda _: checkpoint.exists())  # Ctrl-C once a checkpoint is saved

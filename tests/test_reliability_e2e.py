@@ -168,7 +168,8 @@ def test_a_killed_extract_leaves_nothing_behind_after_the_next_run(project):
 
 def test_sigterm_stops_training_in_one_line_and_the_run_resumes(project):
     root = project
-    set_params(root, lambda p: p["train"].update(steps=12, warmup_steps=3, checkpoint_every=3, val_every=100))
+    set_params(root, lambda p: p["train"].update(steps=8, warmup_steps=2, checkpoint_every=2, val_every=100,
+                                                      num_workers=1))
     shutil.rmtree(root / "state/train", ignore_errors=True)  # no other run's checkpoint
     checkpoint = root / "state/train/latest/step.json"
     # to the stage's own process only, as `kill` or a scheduler sends it
@@ -188,7 +189,8 @@ def test_sigterm_to_dvc_repros_group_is_one_line_and_puts_the_outputs_back(proje
     the loader, and has the previous outputs back by the time its last process is gone (a few seconds later)."""
     root = project
     before = digest(root, *TRAIN_AND_EVALUATE[:2])
-    set_params(root, lambda p: p["train"].update(steps=30, warmup_steps=3, checkpoint_every=2, val_every=100))
+    set_params(root, lambda p: p["train"].update(steps=30, warmup_steps=3, checkpoint_every=2, val_every=100,
+                                                      num_workers=1))
     shutil.rmtree(root / "state/train", ignore_errors=True)
     checkpoint = root / "state/train/latest/step.json"
     # once results/train/plots shows the run in progress (what dvc plots show draws); the output comes back when

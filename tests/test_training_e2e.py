@@ -28,7 +28,7 @@ def project(tmp_path_factory, reproduced) -> tuple[Path, str]:
 def test_interrupted_training_resumes_to_identical_weights(project):
     """Ctrl-C after a checkpoint, rerun: the run continues from it and ends bit-identical to an uninterrupted one."""
     root, _ = project
-    train_params(root, steps=8, warmup_steps=2, checkpoint_every=2, val_every=100)
+    train_params(root, steps=8, warmup_steps=2, checkpoint_every=2, val_every=100, num_workers=1)
     weights = root / "models/finetuned/flownet.pkl"
     train = [sys.executable, "-m", "pipeline.train"]
     sh(root, *train)
