@@ -230,11 +230,11 @@ def close_decoder(container: av.container.InputContainer, video: av.video.stream
     While :func:`~pipeline.footage.integrity.ffmpeg_errors` has FFmpeg's logging on, every message goes through a
     callback that takes Python's GIL. Freeing a decoder waits, GIL held, for its threads to finish the pictures in
     flight: a thread that logs meanwhile (a damaged packet, a picture cut short) waits for the GIL, and both wait
-    for ever. A reader that stops before the end (evaluate takes a few frames of a clip) frees a decoder with
-    pictures in flight: the main thread stays in ``avcodec_free_context``, a decoder thread in PyAV's log
-    callback. So logging goes off first (FFmpeg's
-    messages then bypass Python), a decoder thread already waiting in the callback gets the GIL while this one
-    sleeps, and the decoder is drained (the GIL released) so no thread is at work when it is freed."""
+    for ever, the main thread in ``avcodec_free_context`` and the decoder thread in PyAV's log callback. A reader
+    that stops before the end (evaluate takes a few frames of a clip) frees a decoder with pictures in flight. So
+    logging goes off first (FFmpeg's messages then bypass Python), a decoder thread already waiting in the callback
+    gets the GIL while this one sleeps, and the decoder is drained (the GIL released) so no thread is at work when
+    it is freed."""
     av.logging.set_level(None)
     time.sleep(GIL_HANDOVER_S)
     with contextlib.suppress(av.FFmpegError):  # the end of the stream, or a damaged picture: nothing to keep
