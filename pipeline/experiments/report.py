@@ -46,6 +46,15 @@ def _spread(result: StrategyResult) -> str:
     return f"{sd}{low:+.3f} .. {high:+.3f}"
 
 
+def minutes_text(minutes: list[float]) -> str:
+    """The mean training time of a strategy's runs, in minutes: one decimal from a minute up, two significant digits
+    below (a run of seconds is not "0.0"); empty without any."""
+    if not minutes:
+        return ""
+    mean = float(np.mean(minutes))
+    return f"{mean:.1f}" if mean >= 1 else f"{mean:.2g}"
+
+
 def markdown(study: Study) -> str:
     head = ("| strategy | settings | runs | test gain over pretrained (dB, 95% CI) | seed SD; per-seed range "
             "| vs default (dB, 95% CI) | vs best (dB, 95% CI) | fastest-motion gain (dB) | VMAF difference "
@@ -56,7 +65,7 @@ def markdown(study: Study) -> str:
         name = f"**{r.name}**" if r is study.best else r.name
         vs_best = "(best)" if r is study.best else _text(r.vs_best)
         vs_default = r.group if r.vs_default is None else f"{_text(r.vs_default)}: {r.group.split(' the ')[0]}"
-        minutes = f"{np.mean(r.scores.minutes):.1f}" if r.scores is not None and r.scores.minutes else ""
+        minutes = minutes_text(r.scores.minutes) if r.scores is not None else ""
         val = f"{r.val_gain:+.3f}" if r.val_gain is not None else ""
         lines.append(f"| {name} | {r.settings} | {_states(r)} | {_text(r.gain)} | {_spread(r)} | {vs_default} "
                      f"| {vs_best} | {_text(r.fast)} | {_text(r.vmaf)} | {val} | {minutes} | {'; '.join(r.flags)} |")
