@@ -1,6 +1,6 @@
 """End to end, for real: training runs as `python -m pipeline.train` in a copy of the reproduced tiny project:
 Ctrl-C and resume to identical weights, the logged schedule against its preview, early stopping, the detail loss
-terms with val VMAF, two CPU processes, a non-finite loss."""
+terms with val VMAF, a non-finite loss (several processes: the two-machine tests of test_sharing_e2e.py)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +40,6 @@ SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG i
 IMAGE_DEMUXERS = {"image2", "gif", "webp_pipe", "apng"}  # plus every "*_pipe" demuxer: one picture, not footage
 UNSPECIFIED = 2  # FFmpeg's AVCOL_SPC/PRI/TRC_UNSPECIFIED: the stream does not say
 RANGE_UNSPECIFIED = 0  # FFmpeg's AVCOL_RANGE_UNSPECIFIED
-GIL_HANDOVER_S = 0.005  # Python's thread switch interval: a thread waiting for the GIL gets it within this
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ def close_decoder(container: av.container.InputContainer, video: av.video.stream
     gets the GIL while this one sleeps, and the decoder is drained (the GIL released) so no thread is at work when
     it is freed."""
     av.logging.set_level(None)
-    time.sleep(GIL_HANDOVER_S)
+    time.sleep(sys.getswitchinterval())  # a thread waiting for the GIL gets it within this
     with contextlib.suppress(av.FFmpegError):  # the end of the stream, or a damaged picture: nothing to keep
         video.codec_context.decode(None)
     container.close()
