@@ -111,6 +111,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_queue(root: Path, jobs: int = 1) -> None:
+    """``dvc queue start -j jobs`` in ``root``, as from a terminal: it returns once the queue's worker is started.
+    (The worker, a daemon, keeps the output it was started with open until it has been idle a while: under
+    :func:`sh`, which reads the output to its end, the call would last until the queue is done and the worker gone,
+    and a second clone's queue could not start beside the first.)"""
+    log = root.parent / f"{root.name}-queue-start.log"  # a file: the worker may hold it as long as it likes
+    with open(log, "w") as out:
+        done = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=root, env=ENV, stdin=subprocess.DEVNULL,
+                              stdout=out, stderr=subprocess.STDOUT)
+    assert done.returncode == 0, f"dvc queue start in {root} failed:\n{log.read_text()[-3000:]}"
+
+
 def wait_for_queue(root: Path, timeout_s: float = 600) -> str:
     """Wait until no experiment of ``root``'s DVC queue is queued or running; the last ``dvc queue status``."""
     deadline = time.monotonic() + timeout_s
@@ -119,7 +131,7 @@ def wait_for_queue(root: Path, timeout_s: float = 600) -> str:
         if not any(word in status for word in ("Queued", "Running")):
             return status
         assert time.monotonic() < deadline, status
-        time.sleep(5)
+        time.sleep(2)
 
 
 def tiny_params(root: Path) -> None:
@@ -256,6 +268,18 @@ def run_main(main: Callable, *args: str) -> subprocess.CompletedProcess:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     return subprocess.CompletedProcess(["main", *args], code, "", stderr.getvalue())
+
+
+def run_stage_main(cwd: Path, main: Callable[[], None]) -> subprocess.CompletedProcess:
+    """A stage's ``main()`` in this process with ``cwd`` as the current folder (put back afterwards), as
+    ``run_module`` runs the stage there (see :func:`run_main`): for a stage's many error cases, where a new
+    interpreter would cost more than the case itself."""
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return run_main(lambda _argv: main())
+    finally:
+        os.chdir(before)
 
 
 def assert_user_error(done, *fragments: str) -> None:
