@@ -8,6 +8,7 @@ import onnx
 import pytest
 import torch
 
+from pipeline import export as export_cli
 from pipeline import interpolate as interpolate_cli
 from pipeline.core.errors import UserError
 from pipeline.models import ARCHITECTURES, create_model, expected_shapes, read_checkpoint, save_checkpoint
@@ -86,16 +87,17 @@ def test_command_writes_every_tools_file(tmp_path):
     assert all(torch.equal(again.state[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("args, fragment", [
     (["--checkpoint", "missing.pkl"], "missing.pkl: no such file"),
     (["--checkpoint", "ft.pkl", "--tools", "tflite"], "--tools tflite: use one or more of"),
     (["--checkpoint", "ft.pkl", "--out", "a_file/export"], "--out a_file/export: cannot be written"),
 ])
-def test_bad_requests_stop_with_one_line(tmp_path, args, fragment):
+def test_bad_requests_stop_with_one_line(tmp_path, args, fragment, monkeypatch):
+    """The command's ``main`` in this process (the test above runs the command as a user does)."""
     save_checkpoint(seeded_model("4.18"), tmp_path / "ft.pkl")
     (tmp_path / "a_file").write_text("x")
-    assert_user_error(run_module("pipeline.export", tmp_path, *args), fragment)
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(run_main(export_cli.main, *args), fragment)
     assert not list(tmp_path.rglob("*.onnx"))
 
 

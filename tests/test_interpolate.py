@@ -234,7 +234,6 @@ def odd_files(work):
     return work
 
 
-@pytest.mark.slow  # runs a stage or command in a subprocess, or several full networks
 @pytest.mark.parametrize("args, fragment", [
     (["clip.avi", "clip.avi", "--checkpoint", "4.18.pkl"], "clip.avi: is the input video"),
     (["clip.avi", "taken.mp4", "--checkpoint", "4.18.pkl"], "taken.mp4: exists; pass --overwrite"),
@@ -259,10 +258,13 @@ def odd_files(work):
      "--quality delivery: ffv1 has no delivery setting"),
     (["half.mp4", "x.mp4", "--checkpoint", "4.18.pkl"], "half.mp4: truncated or damaged: decoded 20 of 40 frames"),
 ])
-def test_bad_requests_stop_with_one_line_and_write_nothing(odd_files, args, fragment):
+def test_bad_requests_stop_with_one_line_and_write_nothing(odd_files, args, fragment, monkeypatch):
+    """The command's ``main`` in this process (a new interpreter would spend 2 s importing torch for each case; the
+    next test runs the command as a user does)."""
     work = odd_files
+    monkeypatch.chdir(work)
     (work / "taken.mp4").write_bytes(b"keep me")
-    assert_user_error(interpolate(work, *args), fragment)
+    assert_user_error(run_here(*args), fragment)
     assert (work / "taken.mp4").read_bytes() == b"keep me"
     assert not (work / "x.mp4").exists() and not (work / "x.mkv").exists() and not list(work.glob(".*.tmp*"))
 
