@@ -26,9 +26,10 @@ plots/offline.html: plots/page.html pipeline/plots_page.py $(VENV)/.installed
 repro: setup
 	dvc repro
 
-# The whole suite, test files spread over pytest-xdist workers (one per core, at most 4), with the 15 slowest tests
-# listed at the end. The tests' tiny runs use one thread each, so the workers keep every core busy without crowding
-# it: 619 s of pytest on two workers from a fresh clone of this 2-core machine. PYTEST_WORKERS=0: one process.
+# The whole suite, test files spread over pytest-xdist workers (one per core, at most 4) in the order
+# tests/conftest.py gives them (the longest first), with the 15 slowest tests listed at the end. The tests' tiny runs
+# use one thread each, so the workers keep every core busy without crowding it: 556 s of pytest on two workers from
+# a fresh clone of this 2-core machine. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= auto
 PARALLEL := -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations 15
 
