@@ -123,12 +123,27 @@ def start_queue(root: Path, jobs: int = 1) -> None:
     assert done.returncode == 0, f"dvc queue start in {root} failed:\n{log.read_text()[-3000:]}"
 
 
-def wait_for_queue(root: Path, timeout_s: float = 600) -> str:
-    """Wait until no experiment of ``root``'s DVC queue is queued or running; the last ``dvc queue status``."""
+def queue_tasks(status: str) -> dict[str, str]:
+    """The named tasks of a ``dvc queue status`` listing, each with its status (Queued, Running, Success, Failed)."""
+    lines = status.splitlines()
+    tasks = {}
+    for line in lines[1:] if lines and lines[0].startswith("Task") else []:
+        if not line.strip():
+            break
+        parts = line.split()
+        tasks[parts[1]] = parts[-1]
+    return tasks
+
+
+def wait_for_queue(root: Path, names: list[str], timeout_s: float = 600) -> str:
+    """Wait until each of the experiments ``names`` of ``root``'s DVC queue has ended (Success or Failed); the last
+    ``dvc queue status``. (Waiting for no task to be Queued or Running is not enough: while the worker moves on to
+    the next task, that task is listed as neither, or not at all.)"""
     deadline = time.monotonic() + timeout_s
     while True:
         status = sh(root, "dvc", "queue", "status").stdout
-        if not any(word in status for word in ("Queued", "Running")):
+        tasks = queue_tasks(status)
+        if all(tasks.get(name) in ("Success", "Failed") for name in names):
             return status
         assert time.monotonic() < deadline, status
         time.sleep(2)

@@ -36,6 +36,7 @@ from tests.helpers import (
     free_port,
     loss_curve,
     lr_curve,
+    queue_tasks,
     run_module,
     sh,
     start_queue,
@@ -112,12 +113,13 @@ def study(machines) -> tuple[Path, Path, dict[Path, list[str]], dict[Path, str]]
        "--set", EVERY_RUN)
     sh(a, "dvc", "exp", "run", "--queue", "-n", "too-high-seed1", "-S", "lr=5.0",  # outside (0, 1]: must fail
        "-S", EVERY_RUN)
+    tasks = {root: queue_tasks(sh(root, "dvc", "queue", "status").stdout) for root in (a, b)}
     for root in (a, b):
-        status = sh(root, "dvc", "queue", "status").stdout
-        queued[root] = [name for name in STUDY_RUNS if name in status]
+        assert set(tasks[root].values()) == {"Queued"}, tasks[root]
+        queued[root] = [name for name in STUDY_RUNS if name in tasks[root]]
     for root in (a, b):
         start_queue(root)  # both clones' queues run at the same time, as on two machines
-    statuses = {root: wait_for_queue(root, timeout_s=900) for root in (a, b)}
+    statuses = {root: wait_for_queue(root, list(tasks[root]), timeout_s=900) for root in (a, b)}
     for root in (a, b):
         sh(root, "dvc", "exp", "push", "origin")  # a's failed run stays in a's queue: DVC pushes no failed run
     sh(a, "dvc", "exp", "pull", "origin")
