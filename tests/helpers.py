@@ -22,6 +22,7 @@ import av
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from pipeline.core.errors import EXIT_USER_ERROR
@@ -289,12 +290,9 @@ def run_stage_main(cwd: Path, main: Callable[[], None]) -> subprocess.CompletedP
     """A stage's ``main()`` in this process with ``cwd`` as the current folder (put back afterwards), as
     ``run_module`` runs the stage there (see :func:`run_main`): for a stage's many error cases, where a new
     interpreter would cost more than the case itself."""
-    before = Path.cwd()
-    os.chdir(cwd)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
         return run_main(lambda _argv: main())
-    finally:
-        os.chdir(before)
 
 
 def assert_user_error(done, *fragments: str) -> None:
